@@ -92,6 +92,8 @@ class Classification(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
     source: Mapped[str] = mapped_column(String(20))  # police|municipality|coordinator|member|unknown
     kind: Mapped[str] = mapped_column(String(20))  # report|command|auto_reply|bounce|loop
+    # For kind "command": decision|subscribe|unsubscribe|help|confirm
+    command: Mapped[str | None] = mapped_column(String(20))
     category: Mapped[str | None] = mapped_column(String(30))
     wards: Mapped[list[Any]] = mapped_column(JSON, default=list)
     urgency: Mapped[str | None] = mapped_column(String(10))  # urgent|normal|low

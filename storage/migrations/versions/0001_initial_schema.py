@@ -120,6 +120,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('source', sa.String(length=20), nullable=False),
     sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('command', sa.String(length=20), nullable=True),
     sa.Column('category', sa.String(length=30), nullable=True),
     sa.Column('wards', sa.JSON(), nullable=False),
     sa.Column('urgency', sa.String(length=10), nullable=True),
