@@ -50,7 +50,7 @@ _ASCII_LIKE = frozenset({"us-ascii", "ascii", "646", "ansi_x3.4-1968", "iso646-u
 # the same), so 0x80-0x9F become quotes and euro signs instead of controls.
 _LATIN1_LIKE = frozenset(
     {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "iso_8859-1", "windows-1252",
-     "cp1252", "x-cp1252", "iso-8859-15", "iso8859-15", "latin-9", "latin9"}
+     "cp1252", "x-cp1252"}
 )
 _UNKNOWN_LABELS = frozenset({"", "x-unknown", "unknown", "unknown-8bit", "x-user-defined", "none"})
 
@@ -163,21 +163,16 @@ def _guess(data: bytes) -> str | None:
 def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
     """Decode ``data`` labelled ``declared``; returns (text, defect or None).
 
-    Order: pure ASCII needs nothing; a specific declared charset strictly; then
-    UTF-8 (a Latin or ASCII label on valid UTF-8 is a mislabel: real cp1252
-    text is practically never valid UTF-8); then the Latin label as cp1252, or
-    a guess for other labels; finally UTF-8 with per-byte cp1252 fallback,
-    which cannot fail.
+    Order: pure ASCII needs nothing; then UTF-8 whatever the label (text in
+    any legacy charset is practically never valid UTF-8, while UTF-8 under a
+    Latin or ASCII label is the commonest mislabel); then the declared charset
+    strictly (Latin labels as cp1252); then a guess for exotic labels; finally
+    UTF-8 with per-byte cp1252 fallback, which cannot fail.
     """
     if data.isascii():
         return data.decode("ascii"), None
     codec = normalise_charset(declared)
     label = (declared or "").strip()
-    if codec is not None and codec not in ("us-ascii", "cp1252", "utf-8"):
-        try:
-            return data.decode(codec), None
-        except (UnicodeDecodeError, LookupError):
-            pass
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -188,6 +183,11 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
         if codec is None:
             return text, f"unknown charset {label!r}; decoded as utf-8"
         return text, f"charset {label!r} does not fit the bytes; decoded as utf-8"
+    if codec is not None and codec not in ("us-ascii", "cp1252", "utf-8"):
+        try:
+            return data.decode(codec), None
+        except (UnicodeDecodeError, LookupError):
+            pass
     if codec == "cp1252":
         return _decode_cp1252(data), None
     if codec not in (None, "us-ascii", "utf-8"):
@@ -205,7 +205,7 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str | None]:
 # ---------------------------------------------------------------- headers
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_CONTROL = re.compile(r"[\r\n\t\x00\x0b\x0c]")
+_CONTROL = re.compile(r"[\r\n\t\x0b\x0c]")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 

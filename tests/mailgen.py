@@ -16,9 +16,9 @@ import quopri
 import random
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime
-from datetime import UTC, datetime, timedelta
 
 DEFAULT_SENDER = "Jan de Vries <jan.devries@example.net>"
 
@@ -42,41 +42,41 @@ _SUBJECTS = [
     "Vermiste man (78) – heeft u hem gezien?",
 ]
 _PARAGRAPHS = [
-    "Vannacht rond 03:15 uur is er ingebroken in een woning aan de {street}. De daders "
+    ("Vannacht rond 03:15 uur is er ingebroken in een woning aan de {street}. De daders "
     "hebben een raam aan de achterzijde geforceerd en zijn er met sieraden en een laptop "
     "vandoor gegaan. Heeft u iets verdachts gezien of gehoord? Neem dan contact op met de "
-    "politie via 0900-8844.",
-    "Een buurtbewoner zag een man in een donkere jas die bij meerdere auto’s door de ramen "
+    "politie via 0900-8844."),
+    ("Een buurtbewoner zag een man in een donkere jas die bij meerdere auto’s door de ramen "
     "keek. Hij droeg een zwarte rugzak en liep richting het park. Eén van de bewoners heeft "
-    "een foto gemaakt; die is bij de wijkagent bekend.",
-    "Bij het station in {ward} zijn deze week drie fietsen gestolen, waaronder een "
+    "een foto gemaakt; die is bij de wijkagent bekend."),
+    ("Bij het station in {ward} zijn deze week drie fietsen gestolen, waaronder een "
     "elektrische fiets ter waarde van € 2.400. Zet uw fiets altijd op twee sloten en "
-    "registreer het framenummer.",
-    "Er is de laatste weken veel overlast van een groep jongeren bij het speelveld aan de "
+    "registreer het framenummer."),
+    ("Er is de laatste weken veel overlast van een groep jongeren bij het speelveld aan de "
     "{street}. Er wordt vuurwerk afgestoken en er ligt veel afval. De gemeente is op de "
-    "hoogte en de handhavers komen vaker langs.",
-    "Let op: er gaan oplichters langs de deur die zich voordoen als medewerker van de "
+    "hoogte en de handhavers komen vaker langs."),
+    ("Let op: er gaan oplichters langs de deur die zich voordoen als medewerker van de "
     "energiemaatschappij. Laat nooit onbekenden binnen en vraag altijd om een legitimatie. "
-    "Twijfelt u? Bel dan 112 als het gevaarlijk is, anders 0900-8844.",
-    "Op de {street} staat al dagen een grijze bestelbus met buitenlands kenteken waarin "
-    "’s avonds mensen zitten. Bewoners vinden dat vreemd. Wie herkent dit voertuig?",
-    "De wijkagent van {ward} houdt volgende week dinsdag om 19:30 uur een inloopavond in "
+    "Twijfelt u? Bel dan 112 als het gevaarlijk is, anders 0900-8844."),
+    ("Op de {street} staat al dagen een grijze bestelbus met buitenlands kenteken waarin "
+    "’s avonds mensen zitten. Bewoners vinden dat vreemd. Wie herkent dit voertuig?"),
+    ("De wijkagent van {ward} houdt volgende week dinsdag om 19:30 uur een inloopavond in "
     "het buurthuis. U bent van harte welkom voor vragen over veiligheid in de wijk, "
-    "café ‘De Brug’ zorgt voor koffie en thee.",
-    "In de nacht van zaterdag op zondag is het bushokje aan de {street} vernield. De "
-    "politie heeft een verdachte aangehouden; getuigen kunnen zich nog steeds melden.",
-    "Sinds gisteravond wordt een 78-jarige man vermist. Hij is ongeveer 1,80 meter lang, "
+    "café ‘De Brug’ zorgt voor koffie en thee."),
+    ("In de nacht van zaterdag op zondag is het bushokje aan de {street} vernield. De "
+    "politie heeft een verdachte aangehouden; getuigen kunnen zich nog steeds melden."),
+    ("Sinds gisteravond wordt een 78-jarige man vermist. Hij is ongeveer 1,80 meter lang, "
     "heeft grijs haar en draagt een blauwe jas. Hij is voor het laatst gezien bij de "
-    "supermarkt in {ward}. Ziet u hem? Bel direct 112.",
-    "Bedankt voor alle reacties op het vorige bericht. Dankzij de oplettendheid van "
+    "supermarkt in {ward}. Ziet u hem? Bel direct 112."),
+    ("Bedankt voor alle reacties op het vorige bericht. Dankzij de oplettendheid van "
     "bewoners is de eigenaar van de gestolen scooter gevonden. Blijf alert en meld "
-    "verdachte situaties altijd bij de politie.",
+    "verdachte situaties altijd bij de politie."),
 ]
 _SIGNATURES = [
     "Met vriendelijke groet,\n\n{name}\nBuurtbewoner {street}",
     "Groeten,\n{name}\n\nVerzonden vanaf mijn iPhone",
-    "Met vriendelijke groet,\n\n{name}\nWijkagent {ward}\nPolitie Oost-Brabant\n"
-    "Bereikbaar via 0900-8844\n\nDit bericht kan vertrouwelijke informatie bevatten.",
+    ("Met vriendelijke groet,\n\n{name}\nWijkagent {ward}\nPolitie Oost-Brabant\n"
+    "Bereikbaar via 0900-8844\n\nDit bericht kan vertrouwelijke informatie bevatten."),
 ]
 
 
