@@ -359,7 +359,7 @@ def _date(value: str | None, defects: list[str]) -> datetime | None:
 _PARAM = re.compile(r';\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
 
 
-def _header_raw(part: Message, name: str) -> str | None:
+def raw_header(part: Message, name: str) -> str | None:
     """The first raw value of header ``name`` of ``part`` (no header objects)."""
     for key, value in part.raw_items():
         if key.lower() == name:
@@ -409,8 +409,8 @@ def _rfc2231(value: str, *, first: bool) -> str:
     return decode_bytes(data, charset or "utf-8")[0]
 
 
-def _content_type(part: Message) -> tuple[str, dict[str, str]]:
-    raw = _header_raw(part, "content-type")
+def content_type(part: Message) -> tuple[str, dict[str, str]]:
+    raw = raw_header(part, "content-type")
     if raw is None:
         return part.get_default_type(), {}
     main, params = parse_params(raw)
@@ -691,7 +691,7 @@ def attachment_bytes(message: Message, part_index: int) -> bytes | None:
     """The decoded content of leaf part ``part_index``, or None if there is none."""
     for index, part in leaf_parts(message):
         if index == part_index:
-            cte = (_header_raw(part, "content-transfer-encoding") or "").strip().lower()
+            cte = (raw_header(part, "content-transfer-encoding") or "").strip().lower()
             return _transfer_decode(_raw_payload(part), cte, [], "attachment")
     return None
 
@@ -710,7 +710,7 @@ def _visit(part: Message, depth: int, state: _Walk) -> list[_Block]:
     """Blocks of readable text under ``part``; collects attachments on the way."""
     for defect in getattr(part, "defects", ()):
         state.defects.append(f"MIME structure: {_defect_name(defect)}")
-    ctype, params = _content_type(part)
+    ctype, params = content_type(part)
     if part.is_multipart():
         payload = part.get_payload()
         if not isinstance(payload, list):
@@ -756,7 +756,7 @@ def _choose_alternative(results: list[list[_Block]]) -> list[_Block]:
 def _forward_header(inner: Message) -> str:
     lines = ["---------- Forwarded message ----------"]
     for name, label in (("from", "From"), ("date", "Date"), ("subject", "Subject"), ("to", "To")):
-        value = _header_raw(inner, name)
+        value = raw_header(inner, name)
         if value is not None:
             lines.append(f"{label}: {decode_header_value(value)}")
     return "\n".join(lines) + "\n"
@@ -770,15 +770,15 @@ def _visit_leaf(part: Message, ctype: str, params: dict[str, str], state: _Walk)
         if state.examined == MAX_PARTS + 1:
             state.defects.append(f"more than {MAX_PARTS} parts; the rest were not read")
         return []
-    disposition_raw = _header_raw(part, "content-disposition")
+    disposition_raw = raw_header(part, "content-disposition")
     disposition, disposition_params = parse_params(disposition_raw) if disposition_raw else ("", {})
     filename = _filename(params, disposition_params)
-    cte = (_header_raw(part, "content-transfer-encoding") or "").strip().lower()
+    cte = (raw_header(part, "content-transfer-encoding") or "").strip().lower()
     is_text = ctype in ("text/plain", "text/html") or ctype.startswith("multipart/")
     body_part = is_text and disposition != "attachment" and not (filename and disposition == "inline")
     if not body_part:
         if disposition not in ("attachment", "inline"):
-            disposition = "inline" if _header_raw(part, "content-id") else "attachment"
+            disposition = "inline" if raw_header(part, "content-id") else "attachment"
         data = _raw_payload(part)
         if state.too_large:
             size = _estimated_size(data, cte)
