@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self, TypedDict
 
 import psycopg
 
@@ -170,7 +171,7 @@ class PrivatePostgres:
             raise RuntimeError("PrivatePostgres is not started")
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> PrivatePostgres:
+    def start(self) -> Self:
         """initdb, start the server and create the default database; bounded waits."""
         if self.running:
             return self
@@ -179,7 +180,9 @@ class PrivatePostgres:
             raise PostgresUnavailable("PostgreSQL server binaries (initdb, postgres) not found")
         self._bindir = bindir
         self._run_as = _run_as()
-        self.workdir = Path(tempfile.mkdtemp(prefix="binrelay-pg-", dir=_base_tempdir(self._run_as)))
+        self.workdir = Path(
+            tempfile.mkdtemp(prefix="binrelay-pg-", dir=_base_tempdir(self._run_as))
+        )
         atexit.register(self.stop)
         try:
             self._initdb()
@@ -230,7 +233,7 @@ class PrivatePostgres:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> PrivatePostgres:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -259,7 +262,11 @@ class PrivatePostgres:
             "--no-instructions",
         ]  # fmt: skip
         result = subprocess.run(
-            args, **self._popen_kwargs(), capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False
+            args,
+            **self._popen_kwargs(),
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr).decode(errors="replace")
@@ -334,14 +341,28 @@ class PrivatePostgres:
             connect_timeout=connect_timeout,
         )
 
-    def _popen_kwargs(self) -> dict[str, object]:
+    def _popen_kwargs(self) -> _ChildOptions:
         assert self.workdir is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(LC_ALL="C", LANG="C")
-        kwargs: dict[str, object] = {"cwd": str(self.workdir), "env": env}
-        if self._run_as.switches:
-            kwargs.update(user=self._run_as.uid, group=self._run_as.gid, extra_groups=[])
-        return kwargs
+        switches = self._run_as.switches
+        return _ChildOptions(
+            cwd=str(self.workdir),
+            env=env,
+            user=self._run_as.uid,
+            group=self._run_as.gid,
+            extra_groups=[] if switches else None,
+        )
+
+
+class _ChildOptions(TypedDict):
+    """How initdb and postgres are started: as whom, where, with what environment."""
+
+    cwd: str
+    env: dict[str, str]
+    user: int | None
+    group: int | None
+    extra_groups: list[int] | None
 
 
 def _check_name(name: str) -> None:
@@ -358,7 +379,11 @@ def _chown_tree(root: Path, run_as: _RunAs) -> None:
 
 def _shutdown(process: subprocess.Popen[bytes]) -> None:
     """SIGINT (fast shutdown), then SIGQUIT (immediate), then SIGKILL; bounded."""
-    for sig, wait_s in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in (
+        (signal.SIGINT, STOP_TIMEOUT_S),
+        (signal.SIGQUIT, 5.0),
+        (signal.SIGKILL, 5.0),
+    ):
         if process.poll() is not None:
             return
         try:
