@@ -21,13 +21,13 @@ import email.errors
 import email.parser
 import email.policy
 import email.utils
+import html as html_module
 import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
-from html.parser import HTMLParser
 
 # Multipart levels below this are not descended into (a defect is recorded).
 MAX_DEPTH = 50
@@ -35,6 +35,11 @@ MAX_DEPTH = 50
 # stdlib parser is quadratic in nesting depth and recursive, so a hostile
 # message could otherwise cost seconds or blow the stack.
 MAX_BOUNDARIES = 200
+# Messages with more delimiter-like lines than this are parsed with plain
+# string headers (still an EmailMessage tree, policy compat32) ...
+FAST_PARSE_DELIMITERS = 2_000
+# ... and with more than this their body is not parsed at all.
+MAX_DELIMITERS = 50_000
 # Leaf parts examined per message; the rest are counted but not decoded.
 MAX_PARTS = 1000
 # The readable text is capped: nobody reads more, and rules scan all of it.
@@ -498,11 +503,14 @@ _BLOCK = frozenset(
      "blockquote", "hr", "address", "section", "article", "header", "footer", "center", "dl",
      "dt", "dd", "form", "fieldset", "figure", "main", "nav", "aside", "li", "title"}
 )
-_SKIP = frozenset({"style", "script", "head", "title", "noscript", "template", "xml", "o:smarttagtype"})
+# Elements whose content is never shown.
+_SKIP = frozenset({"head", "title", "noscript", "template", "o:smarttagtype"})
+# Raw-text elements: their content is not HTML, so the tokenizer jumps over it.
+_RAW_TEXT = frozenset({"script", "style", "xml"})
 _SPACES = re.compile(r"[ \t\r\n\f\u200b]+")
 
 
-class _TextRenderer(HTMLParser):
+class _TextRenderer:
     """A small HTML -> plain text renderer tuned for mail.
 
     Block elements break lines, <br> is a line break, links keep their target
@@ -512,7 +520,6 @@ class _TextRenderer(HTMLParser):
     """
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.lines: list[str] = []
         self.current: list[str] = []
         self.skip = 0
@@ -521,6 +528,10 @@ class _TextRenderer(HTMLParser):
         self.links: list[tuple[str | None, int]] = []
 
     # -- output helpers
+    def _prefix(self) -> str:
+        # Capped: 10 levels of quoting read the same as 10 000, and cost less.
+        return "> " * min(self.quote, 10)
+
     def _text(self, data: str) -> None:
         self.current.append(data)
 
@@ -528,7 +539,7 @@ class _TextRenderer(HTMLParser):
         line = "".join(self.current)
         if not self.pre:
             line = _SPACES.sub(" ", line).strip()
-        self.lines.append("> " * self.quote + line if (line or self.quote) else line)
+        self.lines.append(self._prefix() + line if (line or self.quote) else line)
         self.current = []
 
     def _block(self, blank: bool = False) -> None:
@@ -538,12 +549,18 @@ class _TextRenderer(HTMLParser):
         elif "\xa0" in pending:
             # A block holding only &nbsp; is a deliberate empty line (Outlook).
             self.current = []
-            self.lines.append("> " * self.quote)
+            self.lines.append(self._prefix())
+        else:
+            self.current = []  # whitespace between blocks means nothing
         if blank and self.lines and self.lines[-1].strip("> "):
-            self.lines.append("> " * self.quote if self.quote else "")
+            self.lines.append(self._prefix())
 
     # -- parser callbacks
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _RAW_TEXT:
+            return
+        if tag == "body":
+            self.skip = 0  # an unclosed <head> ends here
         if tag in _SKIP:
             self.skip += 1
             return
@@ -572,7 +589,7 @@ class _TextRenderer(HTMLParser):
             self._block()
         elif tag == "a":
             href = dict(attrs).get("href")
-            self.links.append((href, len("".join(self.current))))
+            self.links.append((href, len(self.current)))
         elif tag == "img":
             alt = dict(attrs).get("alt")
             if alt:
@@ -585,8 +602,8 @@ class _TextRenderer(HTMLParser):
         if self.skip:
             return
         if tag == "a" and self.links:
-            href, _start = self.links.pop()
-            self._close_link(href)
+            href, start = self.links.pop()
+            self._close_link(href, start)
         elif tag == "blockquote":
             self._block()
             self.quote = max(0, self.quote - 1)
@@ -596,12 +613,7 @@ class _TextRenderer(HTMLParser):
         elif tag in _BLOCK:
             self._block()
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag not in ("br", "hr", "img"):
-            self.handle_endtag(tag)
-
-    def _close_link(self, href: str | None) -> None:
+    def _close_link(self, href: str | None, start: int) -> None:
         if not href:
             return
         target = href.strip()
@@ -609,7 +621,7 @@ class _TextRenderer(HTMLParser):
             target = target[7:].split("?", 1)[0]
         elif not target.lower().startswith(("http://", "https://", "www.")):
             return  # anchors, javascript:, cid: add nothing readable
-        label = "".join(self.current)
+        label = "".join(self.current[start:])  # only the link's own text: stays linear
         if target.rstrip("/") in label or urllib.parse.unquote(target).rstrip("/") in label:
             return
         self._text(f" ({target})")
@@ -632,17 +644,83 @@ class _TextRenderer(HTMLParser):
         return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
+_TAG_NAME = re.compile(r"\s*(/?)\s*([A-Za-z][A-Za-z0-9:._-]*)")
+_ATTRIBUTE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
+_ATTRIBUTE_TAGS = frozenset({"p", "a", "img"})
+
+
+def _attributes(source: str) -> list[tuple[str, str | None]]:
+    attrs: list[tuple[str, str | None]] = []
+    for match in _ATTRIBUTE.finditer(source):
+        value = match.group(2)
+        if value is not None:
+            value = html_module.unescape(value.strip("\"'"))
+        attrs.append((match.group(1).lower(), value))
+    return attrs
+
+
+def _tokenize(html: str, renderer: _TextRenderer) -> None:
+    """Feed ``html`` to ``renderer`` as tags and text, in linear time.
+
+    The stdlib HTMLParser is quadratic (seconds for 60 KB of "<a <a <a") on
+    malformed input, which any sender can produce; mail rendering needs only
+    tags, text and entities, so this scanner finds each '<' and '>' once.
+    """
+    lower = html.lower()
+    length = len(html)
+    position = 0
+    next_close = -1
+    while position < length:
+        start = html.find("<", position)
+        if start < 0:
+            renderer.handle_data(html_module.unescape(html[position:]))
+            return
+        if start > position:
+            renderer.handle_data(html_module.unescape(html[position:start]))
+        if html.startswith("<!--", start):
+            end = html.find("-->", start + 4)
+            if end < 0:
+                return  # an unclosed comment runs to the end, as in browsers
+            position = end + 3
+            continue
+        if next_close < start:
+            next_close = html.find(">", start)
+        if next_close < 0:
+            renderer.handle_data(html_module.unescape(html[start:]))
+            return
+        source = html[start + 1 : next_close]
+        name = _TAG_NAME.match(source)
+        if name is None:
+            if source[:1] in ("!", "?"):
+                position = next_close + 1  # <!DOCTYPE>, <![if ...]>, <?xml?>
+            else:
+                renderer.handle_data("<")  # a bare "<" in text
+                position = start + 1
+            continue
+        position = next_close + 1
+        tag = name.group(2).lower()
+        if name.group(1):
+            renderer.handle_endtag(tag)
+            continue
+        attrs = _attributes(source[name.end() :]) if tag in _ATTRIBUTE_TAGS else []
+        renderer.handle_starttag(tag, attrs)
+        if source.rstrip().endswith("/") and tag not in ("br", "hr", "img"):
+            renderer.handle_endtag(tag)
+        if tag in _RAW_TEXT:
+            end = lower.find("</" + tag, position)
+            if end < 0:
+                return
+            position = end
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body; never raises."""
+    """Readable plain text from an HTML body, in linear time; never raises."""
     renderer = _TextRenderer()
     try:
-        renderer.feed(html[:MAX_HTML_CHARS])
-        renderer.close()
+        _tokenize(html[:MAX_HTML_CHARS], renderer)
         return renderer.result()
     except Exception:  # noqa: BLE001 - fall back to stripping tags
-        stripped = re.sub(r"(?s)<(style|script)\b.*?</\1\s*>|<[^>]*>", " ", html[:MAX_HTML_CHARS])
-        import html as html_module
-
+        stripped = re.sub(r"<[^<>]*>", " ", html[:MAX_HTML_CHARS])
         return html_module.unescape(_SPACES.sub(" ", stripped)).strip()
 
 
@@ -815,7 +893,10 @@ def _render(blocks: list[_Block]) -> str:
 
 # ---------------------------------------------------------------- parse_mail
 
-_PARSER = email.parser.BytesParser(policy=email.policy.default)
+_PARSER: email.parser.BytesParser[Message] = email.parser.BytesParser(policy=email.policy.default)
+_FAST_PARSER: email.parser.BytesParser[Message] = email.parser.BytesParser(
+    EmailMessage, policy=email.policy.compat32
+)
 
 
 def _header_map(message: Message) -> dict[str, list[str]]:
@@ -844,17 +925,27 @@ def _limited_bytes(raw: bytes, max_bytes: int) -> bytes:
 
 
 def _as_email_message(message: Message) -> EmailMessage:
-    # policy.default always builds EmailMessage; this only narrows the type.
+    # Both parsers build EmailMessage; this only narrows the type.
     return message if isinstance(message, EmailMessage) else EmailMessage(policy=email.policy.default)
 
 
 def _parse_tree(data: bytes, defects: list[str]) -> tuple[EmailMessage, bool]:
     """(tree, body_parsed): a full parse when sane, headers only otherwise."""
+    delimiters = data.count(b"\n--")
     if _boundary_count(data) > MAX_BOUNDARIES:
         defects.append(f"more than {MAX_BOUNDARIES} multipart boundaries; body not parsed")
+    elif delimiters > MAX_DELIMITERS:
+        defects.append(f"more than {MAX_DELIMITERS} part delimiters; body not parsed")
     else:
+        parser = _PARSER
+        if delimiters > FAST_PARSE_DELIMITERS:
+            # The default policy parses every part's Content-Type with the full
+            # grammar (about 0.25 ms each); thousands of parts would take
+            # seconds, so such a message is read with plain string headers.
+            defects.append(f"more than {FAST_PARSE_DELIMITERS} parts; tree parsed with policy compat32")
+            parser = _FAST_PARSER
         try:
-            return _as_email_message(_PARSER.parsebytes(data)), True
+            return _as_email_message(parser.parsebytes(data)), True
         except RecursionError:
             defects.append("multipart nesting too deep for the parser; body not parsed")
         except Exception as exc:  # noqa: BLE001

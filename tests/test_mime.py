@@ -555,3 +555,31 @@ def test_never_raises_on_arbitrary_header_values(headers: list[tuple[str, str]],
 def test_aware_dates_keep_their_offset() -> None:
     mail = parse_mail(message("x", "y\n", date=datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))))
     assert mail.date is not None and mail.date.utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize("html", [
+    "<!--" + "<a " * 20000,
+    "<a " * 20000,
+    "<x" * 20000,
+    "<![" * 20000,
+    "<blockquote>" * 5000 + "x<br>" * 5000,
+    "<a href='https://x.nl'>y</a> " * 5000,
+])
+def test_malformed_html_is_rendered_without_blowing_up(html: str) -> None:
+    # The stdlib HTMLParser needs minutes for some of these; ours is linear.
+    text = parse_mail(single(html.encode(), content_type="text/html; charset=utf-8")).text
+    assert len(text) <= 2 * len(html)
+    assert max((len(line) for line in text.splitlines()), default=0) < 200_000
+
+
+def test_head_without_end_keeps_the_body() -> None:
+    text = html_to_text("<html><head><title>Titel</title><style>p{}</style><body><p>Zichtbaar</p>")
+    assert text == "Zichtbaar"
+
+
+def test_thousands_of_parts_are_read_in_degraded_mode() -> None:
+    parts = "".join(f"--b\nContent-Type: text/plain\n\ndeel {i}\n" for i in range(3000))
+    mail = parse_mail(crlf("From: a@example.net\nContent-Type: multipart/mixed; boundary=b\n\n"
+                           + parts + "--b--\n"))
+    assert mail.text.startswith("deel 0\n\ndeel 1")
+    assert any("parts" in defect for defect in mail.defects)
