@@ -659,6 +659,10 @@ def _attributes(source: str) -> list[tuple[str, str | None]]:
     return attrs
 
 
+def _unescape(text: str) -> str:
+    return html_module.unescape(text) if "&" in text else text
+
+
 def _tokenize(html: str, renderer: _TextRenderer) -> None:
     """Feed ``html`` to ``renderer`` as tags and text, in linear time.
 
@@ -673,10 +677,10 @@ def _tokenize(html: str, renderer: _TextRenderer) -> None:
     while position < length:
         start = html.find("<", position)
         if start < 0:
-            renderer.handle_data(html_module.unescape(html[position:]))
+            renderer.handle_data(_unescape(html[position:]))
             return
         if start > position:
-            renderer.handle_data(html_module.unescape(html[position:start]))
+            renderer.handle_data(_unescape(html[position:start]))
         if html.startswith("<!--", start):
             end = html.find("-->", start + 4)
             if end < 0:
@@ -686,7 +690,7 @@ def _tokenize(html: str, renderer: _TextRenderer) -> None:
         if next_close < start:
             next_close = html.find(">", start)
         if next_close < 0:
-            renderer.handle_data(html_module.unescape(html[start:]))
+            renderer.handle_data(_unescape(html[start:]))
             return
         source = html[start + 1 : next_close]
         name = _TAG_NAME.match(source)
@@ -878,7 +882,35 @@ def _visit_leaf(part: Message, ctype: str, params: dict[str, str], state: _Walk)
         if state.html is None:
             state.html = text
         return [_Block("html", text)]
+    if params.get("format", "").lower() == "flowed":
+        text = unflow(text, delsp=params.get("delsp", "").lower() == "yes")
     return [_Block("plain", text)]
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Join RFC 3676 format=flowed soft line breaks back into paragraphs.
+
+    Thunderbird and Apple Mail wrap lines at ~72 characters with a trailing
+    space; unflowed, a sentence is one line again, as the sender wrote it.
+    """
+    out: list[str] = []
+    pending: str | None = None
+    pending_depth = 0
+    for raw_line in text.replace("\r\n", "\n").split("\n"):
+        depth = len(raw_line) - len(raw_line.lstrip(">"))
+        line = raw_line[depth:].removeprefix(" ")  # quote marker space / space-stuffing
+        if pending is not None and depth != pending_depth:
+            out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+            pending = None
+        content = line if pending is None else pending + line
+        if line.endswith(" ") and line != "-- ":
+            pending, pending_depth = (content[:-1] if delsp else content), depth
+            continue
+        out.append(">" * depth + (" " if depth else "") + content)
+        pending = None
+    if pending is not None:
+        out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+    return "\n".join(out)
 
 
 def _render(blocks: list[_Block]) -> str:

@@ -583,3 +583,16 @@ def test_thousands_of_parts_are_read_in_degraded_mode() -> None:
                            + parts + "--b--\n"))
     assert mail.text.startswith("deel 0\n\ndeel 1")
     assert any("parts" in defect for defect in mail.defects)
+
+
+def test_format_flowed_is_unflowed() -> None:
+    body = (b"Er is vannacht ingebroken aan de \r\nMarathonloop, bij nummer 12. \r\nBel 0900-8844.\r\n"
+            b"\r\n> Oude tekst die \r\n> doorloopt\r\n-- \r\nAnna\r\n")
+    raw = single(body, "Content-Type: text/plain; charset=utf-8; format=flowed\n")
+    assert parse_mail(raw).text.splitlines() == [
+        "Er is vannacht ingebroken aan de Marathonloop, bij nummer 12. Bel 0900-8844.",
+        "",
+        "> Oude tekst die doorloopt",
+        "-- ",
+        "Anna",
+    ]
