@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Table,
     Text,
@@ -30,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from storage import db as db_module
 from storage.db import alembic_config, make_engine, migrate, session_factory
 from storage.models import Alert, Base, Classification, Delivery, Message
 
@@ -77,6 +81,50 @@ def test_models_and_migrations_are_in_sync(db: Engine) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+def test_model_drift_would_be_detected(db: Engine) -> None:
+    """The sync check above is not vacuous: an extra model column shows up as a difference."""
+    drifted = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    drifted.tables["messages"].append_column(Column("not_migrated", Integer()))
+    with db.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), drifted)
+    assert [d[0] for d in differences] == ["add_column"]
+
+
+def test_sqlite_table_rebuild_in_a_migration_keeps_child_rows(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch migration copies, drops and renames a table; no cascade may fire on the drop."""
+    factory = session_factory(engine)
+    with factory() as session, session.begin():
+        message = _message(session, dedup_key="g" * 64)
+        session.add(_classification(message.id))
+    migrations = tmp_path / "migrations"
+    shutil.copytree(db_module.MIGRATIONS, migrations)
+    (migrations / "versions" / "9999_rebuild.py").write_text(REBUILD_MIGRATION)
+    monkeypatch.setattr(db_module, "MIGRATIONS", migrations)
+    migrate(engine)
+    with factory() as session:
+        assert [c.message_id for c in session.scalars(select(Classification))] == [message.id]
+    with engine.connect() as conn:
+        assert "rebuilt" in {c["name"] for c in inspect(conn).get_columns("messages")}
+
+
+REBUILD_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("messages", recreate="always") as batch_op:
+        batch_op.add_column(sa.Column("rebuilt", sa.Integer(), nullable=True))
+"""
 
 
 # -- every table round-trips -----------------------------------------------------
@@ -202,7 +250,9 @@ def test_sqlite_pragmas(engine: Engine) -> None:
         assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 5_000
 
 
-def test_sqlite_in_memory_url_creates_no_folder(tmp_path: Any, monkeypatch: Any) -> None:
+def test_sqlite_in_memory_url_creates_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     for url in ("sqlite://", "sqlite:///:memory:"):
         engine = make_engine(url)
