@@ -33,9 +33,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from relay.devservers.postgres import PrivatePostgres
 from storage import db as db_module
 from storage.db import alembic_config, make_engine, migrate, session_factory
 from storage.models import Alert, Base, Classification, Delivery, Message
+from tests.fixtures.common import require_or_skip
 
 T0 = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
 RAW_BYTES = bytes(range(256)) * 2 + b"\x00\r\n.\r\n\xff\x00"
@@ -293,6 +295,35 @@ def test_sqlite_writer_waits_for_a_locked_database(engine: Engine, sqlite_url: s
     assert 0.5 < waited < 10
     with engine.connect() as conn:
         assert conn.execute(select(Message.dedup_key)).scalars().all() == ["e" * 64, "f" * 64]
+
+
+# -- the fixtures themselves ------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_private_postgres_databases_and_cleanup(postgres_server: PrivatePostgres) -> None:
+    url = postgres_server.create_database("fixture_check")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar() == "fixture_check"
+    finally:
+        engine.dispose()
+    postgres_server.drop_database("fixture_check")
+    with PrivatePostgres() as private:
+        workdir = private.workdir
+        assert workdir is not None and workdir.is_dir()
+        assert private.url.startswith("postgresql+psycopg://binrelay@127.0.0.1:")
+    assert not private.running and not workdir.exists()
+
+
+def test_require_or_skip_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BINRELAY_REQUIRE_EXAMPLE", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_or_skip("example server", "BINRELAY_REQUIRE_EXAMPLE")
+    monkeypatch.setenv("BINRELAY_REQUIRE_EXAMPLE", "1")
+    with pytest.raises(pytest.fail.Exception, match="BINRELAY_REQUIRE_EXAMPLE=1"):
+        require_or_skip("example server", "BINRELAY_REQUIRE_EXAMPLE")
 
 
 # -- helpers ---------------------------------------------------------------------
