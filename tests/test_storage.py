@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -159,11 +160,13 @@ def test_every_table_round_trips(db: Engine, table_name: str) -> None:
     # Fill every table in dependency order so foreign keys (all to id 1) resolve.
     rows: dict[str, dict[str, Any]] = {}
     with db.begin() as conn:
+        _odd_session_timezone(conn)
         for table in Base.metadata.sorted_tables:
             rows[table.name] = {c.name: _sample(c, table) for c in table.columns}
             conn.execute(table.insert().values(rows[table.name]))
     table = Base.metadata.tables[table_name]
     with db.connect() as conn:
+        _odd_session_timezone(conn)
         stored = conn.execute(select(table)).mappings().one()
     for name, sent in rows[table_name].items():
         got = stored[name]
@@ -327,6 +330,12 @@ def test_require_or_skip_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _odd_session_timezone(conn: Connection) -> None:
+    """On PostgreSQL, a session time zone of UTC-03:30 must not shift stored instants."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TIME ZONE 'America/St_Johns'")
 
 
 def _message_row(dedup_key: str) -> dict[str, Any]:
