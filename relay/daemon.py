@@ -25,14 +25,12 @@ from relay import sdnotify
 from relay.clock import Clock, SystemClock
 from relay.config import Config, load_config
 from relay.ingest import Ingestor
-from relay.mime import ParsedMail
 from relay.pipeline import route_pending
 from relay.runtime import Runtime
 from relay.sources import MailSource
 from relay.templating import Templates
-from rules import Classification, Classifier, load_rules
+from rules import Classifier, load_rules
 from storage.db import make_engine, migrate, session_factory
-from storage.members import member_ward_map
 
 log = logging.getLogger("binrelay.daemon")
 
@@ -46,21 +44,6 @@ class PassResult:
     routed: int = 0
     failed: int = 0
     sent: int = 0
-
-
-class MemberDirectory:
-    """Address -> ward of active members, read once per pass (not per message)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._wards: dict[str, str] = {}
-
-    def refresh(self) -> None:
-        with self._runtime.sessions() as session:
-            self._wards = member_ward_map(session)
-
-    def lookup(self, address: str) -> str | None:
-        return self._wards.get(address.lower())
 
 
 @dataclass
@@ -80,15 +63,9 @@ class Daemon:
         self.engine = make_engine(config.database.url)
         migrate(self.engine)
         self.runtime = build_runtime(config, self.engine, self.clock)
-        self.members = MemberDirectory(self.runtime)
-        self.members.refresh()
-        self.ingestor = Ingestor(config, self.runtime.sessions, analyse=self._analyse)
-        self.sources = build_sources(config, self.ingestor)
+        ingestor = Ingestor(self.runtime.sessions, self.clock, config.limits.max_message_bytes)
+        self.sources = build_sources(self.runtime, ingestor)
         return self.runtime
-
-    def _analyse(self, mail: ParsedMail) -> Classification:
-        assert self.runtime is not None
-        return self.runtime.classifier.classify(mail, self.members.lookup)
 
     def reload(self) -> None:
         """SIGHUP: rules, templates and members are read again."""
@@ -96,19 +73,17 @@ class Daemon:
         config = self.runtime.config
         self.runtime.classifier = Classifier(config, load_rules(config.rules.path))
         self.runtime.templates = Templates(config)
-        self.members.refresh()
         log.info("reloaded rules and members")
 
     # -- one pass ---------------------------------------------------------
     def run_pass(self) -> PassResult:
         assert self.runtime is not None
         result = PassResult()
-        self.members.refresh()
         for source in self.sources:
             if self.stop_event.is_set():
                 break
             result.stored += source.run_once()
-        routed = route_pending(self.runtime)
+        routed = route_pending(self.runtime, stop=self.stop_event)
         result.routed, result.failed = routed.routed, routed.failed
         return result
 
@@ -178,7 +153,7 @@ class Daemon:
             self._delivery_kick.clear()
             try:
                 deliver_pending(self.runtime, stop=self.stop_event)
-            except Exception:  # noqa: BLE001 - a network error must never end delivery
+            except Exception:
                 log.exception("delivery pass failed; retrying")
             self._delivery_kick.wait(DELIVERY_WAIT_SECONDS)
 
@@ -209,7 +184,7 @@ class Daemon:
         def run() -> None:
             try:
                 job()
-            except Exception:  # noqa: BLE001 - a failed job is retried next time
+            except Exception:
                 log.exception("scheduled job %s failed", job.__name__)
 
         return run
@@ -240,13 +215,14 @@ def build_runtime(config: Config, engine: Engine, clock: Clock) -> Runtime:
     )
 
 
-def build_sources(config: Config, ingestor: Ingestor) -> list[MailSource]:
+def build_sources(rt: Runtime, ingestor: Ingestor) -> list[MailSource]:
     from relay.sources.imap import ImapSource
     from relay.sources.maildir import MaildirSource
 
+    config = rt.config
     sources: list[MailSource] = []
     if config.imap is not None:
-        sources.append(ImapSource(config.imap, ingestor))
+        sources.append(ImapSource(config.imap, ingestor, rt.sessions, rt.clock))
     if config.maildir is not None:
         sources.append(MaildirSource(config.maildir, ingestor))
     return sources

@@ -1,9 +1,10 @@
 """Route stored messages: one transaction per message.
 
-Ingest has already stored each message with its classification. Here each
-``new`` message is parsed again from its raw bytes and handed to the use case
-its kind calls for. An exception rolls back that message's routing, marks it
-``failed`` and holds it for a coordinator; the loop goes on with the next.
+Ingest only stores raw bytes. Here each ``new`` message is parsed from its
+raw bytes, classified by the rules, and handed to the use case its kind calls
+for, all in one transaction. An exception rolls back that message's routing,
+marks it ``failed`` (the coordinators see it in ``binrelay queue``) and the
+loop goes on with the next.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from threading import Event
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.mime import ParsedMail, parse_mail
 from relay.runtime import Runtime
+from rules import Classification as RuleResult
+from rules import MemberLookup
+from storage.members import member_ward_map
 from storage.models import Classification, Message
 
 log = logging.getLogger("binrelay.pipeline")
@@ -74,35 +80,62 @@ def choose_handler(cls: Classification, command: str | None) -> tuple[str, Handl
     return "held", _hold
 
 
-def route_message(rt: Runtime, session: Session, message: Message) -> str:
-    """Route one stored message inside the caller's transaction; returns its status."""
-    cls = message.classification
+def route_message(
+    rt: Runtime, session: Session, message: Message, members: MemberLookup | None = None
+) -> str:
+    """Classify and route one stored message inside the caller's transaction; returns its status."""
     mail = parse_mail(message.raw or b"", rt.config.limits.max_message_bytes)
-    if cls is None:
-        # Ingest could not classify it (stored as failed): a coordinator looks.
-        cls = _classify_now(rt, session, message, mail)
+    cls = message.classification or classify_message(rt, session, message, mail, members)
     status, handler = choose_handler(cls, cls.command)
     if handler is not None:
         handler(rt, session, message, mail, cls)
     message.status = status
     message.processed_at = rt.clock.now()
     log.info(
-        "message %s routed: kind=%s source=%s status=%s",
-        message.id, cls.kind, cls.source, status,
+        "message %s routed: kind=%s source=%s category=%s wards=%s status=%s",
+        message.id, cls.kind, cls.source, cls.category, ",".join(cls.wards or []) or "-", status,
     )
     return status
 
 
-def _classify_now(rt: Runtime, session: Session, message: Message, mail: ParsedMail) -> Classification:
-    from relay.ingest import classification_row
-    from storage.members import member_ward_map
-
-    wards = member_ward_map(session)
-    result = rt.classifier.classify(mail, wards.get)
-    row = classification_row(message, result, rt.clock.now())
+def classify_message(
+    rt: Runtime, session: Session, message: Message, mail: ParsedMail, members: MemberLookup | None
+) -> Classification:
+    """Run the rules and keep their decision (with its explanation) next to the message."""
+    lookup = members if members is not None else member_ward_map(session).get
+    result = rt.classifier.classify(mail, lookup)
+    row = classification_row(result, rt.clock.now())
+    row.explanation = [*row.explanation, *understanding_problems(mail)]
+    message.classification = row
+    message.body_text = mail.text
     session.add(row)
     session.flush()
     return row
+
+
+def classification_row(result: RuleResult, now: datetime) -> Classification:
+    return Classification(
+        source=result.source,
+        kind=result.kind,
+        command=result.command,
+        category=result.category,
+        wards=list(result.wards),
+        urgency=result.urgency,
+        explanation=list(result.explanation),
+        partner_name=result.partner,
+        created_at=now,
+    )
+
+
+def understanding_problems(mail: ParsedMail) -> list[str]:
+    """Why a coordinator should look twice: the message could not be read whole."""
+    problems = []
+    if mail.too_large:
+        problems.append(f"message too large ({mail.raw_size} bytes): parts were not decoded")
+    if not mail.text.strip() and not mail.attachments:
+        problems.append("no readable text")
+    problems.extend(f"defect: {defect}" for defect in mail.defects[:5])
+    return problems
 
 
 def pending_ids(session: Session, limit: int) -> list[int]:
@@ -110,24 +143,30 @@ def pending_ids(session: Session, limit: int) -> list[int]:
     return list(session.scalars(query))
 
 
-def route_pending(rt: Runtime, limit: int = 500) -> RouteStats:
-    """Route every ``new`` message, each in its own transaction."""
+def route_pending(rt: Runtime, limit: int = 500, stop: Event | None = None) -> RouteStats:
+    """Route every ``new`` message, each in its own transaction.
+
+    The member table is read once per batch, not once per message.
+    """
     stats = RouteStats()
     with rt.sessions() as session:
         ids = pending_ids(session, limit)
+        members = member_ward_map(session).get
     for message_id in ids:
-        _route_one(rt, message_id, stats)
+        if stop is not None and stop.is_set():
+            break
+        _route_one(rt, message_id, stats, members)
     return stats
 
 
-def _route_one(rt: Runtime, message_id: int, stats: RouteStats) -> None:
+def _route_one(rt: Runtime, message_id: int, stats: RouteStats, members: MemberLookup) -> None:
     try:
         with rt.sessions() as session, session.begin():
             message = session.get(Message, message_id)
             if message is None or message.status != "new":
                 return  # another process routed it
-            status = route_message(rt, session, message)
-    except Exception as exc:  # noqa: BLE001 - one bad message must not stop the loop
+            status = route_message(rt, session, message, members)
+    except Exception as exc:
         log.exception("message %s could not be routed; held for a coordinator", message_id)
         _mark_failed(rt, message_id, f"{type(exc).__name__}: {exc}")
         stats.failed += 1
