@@ -18,6 +18,7 @@ from threading import Event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay.flood import over_limit
 from relay.mime import ParsedMail, parse_mail
 from relay.runtime import Runtime
 from rules import Classification as RuleResult
@@ -86,7 +87,10 @@ def route_message(
     """Classify and route one stored message inside the caller's transaction; returns its status."""
     mail = parse_mail(message.raw or b"", rt.config.limits.max_message_bytes)
     cls = message.classification or classify_message(rt, session, message, mail, members)
-    status, handler = choose_handler(cls, cls.command)
+    if over_limit(rt, session, message, cls):
+        status, handler = "held", None  # kept, and counted in the sender's one summary
+    else:
+        status, handler = choose_handler(cls, cls.command)
     if handler is not None:
         handler(rt, session, message, mail, cls)
     message.status = status
