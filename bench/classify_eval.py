@@ -1,0 +1,165 @@
+"""Evaluate the classifier on a labelled corpus.
+
+    .venv/bin/python bench/classify_eval.py [--corpus tests/corpus] [--verbose]
+
+The corpus folder holds ``config.toml`` (the city), ``members.csv``
+(email,name,ward: who counts as a member), ``labels.jsonl`` (one object per
+message: file, source, kind, category, wards, urgency) and ``eml/``. Prints
+the accuracy per field over all messages, the category/wards/urgency accuracy
+over the reports only, a confusion table for the category, the time per
+message, and with ``--verbose`` every mismatch. Always exits 0: this measures,
+it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from relay.config import load_config
+from relay.mime import parse_mail
+
+FIELDS = ("source", "kind", "category", "wards", "urgency")
+REPORT_FIELDS = ("category", "wards", "urgency")
+CATEGORIES = ("burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
+              "missing_person", "fire", "traffic", "info", "other")
+
+
+@dataclass
+class Outcome:
+    file: str
+    expected: dict[str, Any]
+    got: dict[str, Any]
+
+    def mismatches(self) -> list[str]:
+        return [name for name in FIELDS if normalise(self.expected.get(name)) != normalise(self.got.get(name))]
+
+
+@dataclass
+class Evaluation:
+    outcomes: list[Outcome] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def accuracy(self, name: str, *, reports_only: bool = False) -> tuple[int, int]:
+        chosen = [o for o in self.outcomes if not reports_only or o.expected["kind"] == "report"]
+        right = sum(1 for o in chosen if name not in o.mismatches())
+        return right, len(chosen)
+
+
+def normalise(value: Any) -> Any:
+    return sorted(value) if isinstance(value, list) else value
+
+
+def read_members(path: Path) -> Callable[[str], str | None]:
+    """members.csv -> the MemberLookup the classifier expects (address -> ward)."""
+    wards: dict[str, str] = {}
+    if path.exists():
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                wards[row["email"].strip().lower()] = row["ward"].strip()
+    return lambda address: wards.get(address.strip().lower())
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def evaluate(corpus: Path) -> Evaluation:
+    from rules import Classifier, load_rules
+
+    config = load_config(corpus / "config.toml")
+    classifier = Classifier(config, load_rules(config.rules.path))
+    members = read_members(corpus / "members.csv")
+    evaluation = Evaluation()
+    for label in read_labels(corpus / "labels.jsonl"):
+        path = corpus / "eml" / label["file"]
+        if not path.exists():
+            evaluation.missing.append(label["file"])
+            continue
+        raw = path.read_bytes()
+        started = time.perf_counter()
+        result = classifier.classify(parse_mail(raw, config.limits.max_message_bytes), members)
+        evaluation.seconds += time.perf_counter() - started
+        evaluation.outcomes.append(Outcome(label["file"], label, result.as_json(label["file"])))
+    return evaluation
+
+
+def percent(right: int, total: int) -> str:
+    return f"{100.0 * right / total:5.1f}% ({right}/{total})" if total else "   n/a"
+
+
+def print_accuracy(evaluation: Evaluation) -> None:
+    print(f"messages: {len(evaluation.outcomes)}"
+          f" (reports {sum(o.expected['kind'] == 'report' for o in evaluation.outcomes)})")
+    print("\naccuracy over all messages:")
+    for name in FIELDS:
+        print(f"  {name:<9} {percent(*evaluation.accuracy(name))}")
+    print("accuracy over reports:")
+    for name in REPORT_FIELDS:
+        print(f"  {name:<9} {percent(*evaluation.accuracy(name, reports_only=True))}")
+    exact = sum(1 for o in evaluation.outcomes if not o.mismatches())
+    print(f"  all fields right: {percent(exact, len(evaluation.outcomes))}")
+    if evaluation.outcomes:
+        per_message = 1000.0 * evaluation.seconds / len(evaluation.outcomes)
+        print(f"\nclassify time: {per_message:.2f} ms per message (parse excluded)")
+
+
+def print_confusion(evaluation: Evaluation) -> None:
+    """Rows: the label; columns: what the classifier said (reports only)."""
+    pairs = Counter(
+        (o.expected.get("category"), o.got.get("category"))
+        for o in evaluation.outcomes if o.expected["kind"] == "report"
+    )
+    got_names = sorted({str(got) for _, got in pairs}, key=_category_order)
+    short = {name: name[:7] for name in got_names}
+    print("\ncategory confusion (rows: label, columns: classifier):")
+    print(" " * 17 + "".join(f"{short[name]:>8}" for name in got_names))
+    for expected in CATEGORIES:
+        row = [pairs.get((expected, None if name == "None" else name), 0) for name in got_names]
+        if any(row):
+            print(f"  {expected:<15}" + "".join(f"{count or '.':>8}" for count in row))
+
+
+def _category_order(name: str) -> int:
+    return CATEGORIES.index(name) if name in CATEGORIES else len(CATEGORIES)
+
+
+def print_mismatches(evaluation: Evaluation) -> None:
+    print("\nmismatches (file, field, expected, got):")
+    for outcome in evaluation.outcomes:
+        for name in outcome.mismatches():
+            print(f"  {outcome.file}  {name}  expected={json.dumps(outcome.expected.get(name))}"
+                  f"  got={json.dumps(outcome.got.get(name))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=ROOT / "tests" / "corpus")
+    parser.add_argument("--verbose", action="store_true", help="list every mismatch")
+    args = parser.parse_args(argv)
+    evaluation = evaluate(args.corpus)
+    print(f"corpus: {args.corpus}")
+    if evaluation.missing:
+        print(f"labelled but missing: {', '.join(evaluation.missing)}")
+    print_accuracy(evaluation)
+    print_confusion(evaluation)
+    if args.verbose:
+        print_mismatches(evaluation)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

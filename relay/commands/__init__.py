@@ -1,0 +1,1 @@
+"""Use cases behind command-line commands that need no running daemon."""
