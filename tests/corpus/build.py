@@ -33,7 +33,7 @@ import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 NETWORK = "bin@bin-denbosch.nl"
 FIELDS = ("source", "kind", "category", "wards", "urgency")
-START = datetime(2026, 10, 5, 7, 12, tzinfo=timezone.utc)
+START = datetime(2026, 10, 5, 7, 12, tzinfo=UTC)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def parse_label(text: str, name: str) -> dict[str, object]:
 
 def read_entries(path: Path) -> list[Entry]:
     entries: list[Entry] = []
-    blocks = re.split(r"^=== ", path.read_text(encoding="utf-8"), flags=re.M)
+    blocks = re.split(r"^=== ", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
     for block in blocks[1:]:
         head, _, body = block.partition("\n---\n")
         lines = head.splitlines()
@@ -137,7 +137,7 @@ def wrap_text(entry: Entry, body: str, date: datetime) -> str:
     orig = f"{orig_name} <{orig_addr}>" if orig_name else orig_addr
     earlier = date - timedelta(hours=2, minutes=17)
     note = unescape(entry.get("note"))
-    subject = re.sub(r"^(fwd?|fw|doorst|wg):\s*", "", entry.get("subject"), flags=re.I)
+    subject = re.sub(r"^(fwd?|fw|doorst|wg):\s*", "", entry.get("subject"), flags=re.IGNORECASE)
     for wrap in wraps:
         if wrap == "fwd-gmail":
             body = (f"{note}\n\n" if note else "") + (
