@@ -1,0 +1,138 @@
+"""Store raw incoming mail, once, before it leaves the mailbox.
+
+``Ingestor.store`` commits the raw bytes in a transaction of its own with
+status ``new``; the pipeline parses, classifies and routes later. The
+deduplication key is sha256(Message-ID + raw bytes): a message fetched again
+after a crash, a UIDVALIDITY change or by a second process is recognised and
+not stored twice (the unique constraint decides a race between processes).
+Only the header is parsed here, so ingest stays cheap. An oversized message is
+stored whole and flagged in ``error``; its status stays ``new`` and the
+pipeline holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parseaddr
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from relay.clock import Clock
+from storage.messages import add_message, message_id_by_dedup_key
+from storage.models import Message
+
+log = logging.getLogger("binrelay.ingest")
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+MAX_HEADER_BYTES = 256 * 1024  # a header block larger than this is not parsed further
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    stored: bool  # False: an identical message was already stored
+    message_id: int  # the database id (of the earlier copy for a duplicate)
+
+
+@dataclass(frozen=True)
+class HeaderFields:
+    message_id: str | None
+    from_address: str | None
+    subject: str | None
+
+
+def dedup_key(message_id: str | None, raw: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update((message_id or "").encode("utf-8", "surrogateescape"))
+    digest.update(b"\0")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+def header_block(raw: bytes) -> bytes:
+    match = _HEADER_END.search(raw, 0, MAX_HEADER_BYTES)
+    return raw[: match.end()] if match else raw[:MAX_HEADER_BYTES]
+
+
+def header_fields(raw: bytes) -> HeaderFields:
+    """Message-ID, sender address and subject from the header alone; never raises."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+    except Exception:  # noqa: BLE001 - a broken header still gets stored
+        return HeaderFields(None, None, None)
+    message_id = _clean(headers.get("Message-ID"), 998)
+    address = parseaddr(_clean(headers.get("From"), 2000) or "")[1].strip().lower()
+    return HeaderFields(message_id, address[:320] or None, _decoded_subject(headers.get("Subject")))
+
+
+def _clean(value: object, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value).encode("utf-8", "replace").decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:limit] or None
+
+
+def _decoded_subject(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except Exception:  # noqa: BLE001 - undecodable encoded-words: keep the raw text
+        text = str(value)
+    return _clean(text, 2000)
+
+
+class Ingestor:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, max_bytes: int) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.max_bytes = max_bytes
+
+    def store(self, raw: bytes, *, origin: str, origin_ref: str | None) -> StoreResult:
+        """Commit ``raw`` (status ``new``) unless an identical message is already stored."""
+        fields = header_fields(raw)
+        key = dedup_key(fields.message_id, raw)
+        with self.sessions() as session:
+            existing = message_id_by_dedup_key(session, key)
+            if existing is not None:
+                return StoreResult(False, existing)
+            message = self._row(raw, key, fields, origin, origin_ref)
+            try:
+                new_id = add_message(session, message)
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # another process stored the same message just now
+                existing = message_id_by_dedup_key(session, key)
+                if existing is None:
+                    raise
+                return StoreResult(False, existing)
+        log.debug("stored message %s from %s (%d bytes)", new_id, origin, len(raw))
+        return StoreResult(True, new_id)
+
+    def _row(
+        self, raw: bytes, key: str, fields: HeaderFields, origin: str, origin_ref: str | None
+    ) -> Message:
+        error = None
+        if len(raw) > self.max_bytes:
+            error = f"oversize: {len(raw)} bytes > limit {self.max_bytes}"
+            log.warning("message from %s is oversized (%d bytes); stored whole, to be held", origin, len(raw))
+        return Message(
+            dedup_key=key,
+            message_id=fields.message_id,
+            origin=origin[:200],
+            origin_ref=origin_ref[:200] if origin_ref else None,
+            received_at=self.clock.now(),
+            size=len(raw),
+            raw=raw,
+            from_address=fields.from_address,
+            subject=fields.subject,
+            status="new",
+            error=error,
+        )

@@ -1,0 +1,274 @@
+"""The IMAP source: fetch what is new, commit it, only then move it out.
+
+Bookkeeping per mailbox (``MailboxState``): UIDVALIDITY and the last UID
+stored. Only UIDs above it are fetched, in batches. After a (re)connect the
+UIDs at or below it that are still in the inbox (a crash between commit and
+move) are fetched again; the deduplication key makes that harmless. A changed
+UIDVALIDITY starts again from UID 1, again without duplicates. Moving uses
+MOVE, else COPY + \\Deleted + UID EXPUNGE (UIDPLUS), else COPY + EXPUNGE.
+A lost connection, a timeout or a restarted server is logged and retried
+with backoff; nothing here raises into the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from imapclient import DELETED, IMAPClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from relay.backoff import Backoff
+from relay.clock import Clock
+from relay.config import ImapConfig
+from relay.connections import imap_client
+from relay.ingest import Ingestor
+from storage.messages import mailbox_state, save_mailbox_state
+
+log = logging.getLogger("binrelay.sources.imap")
+
+# Errors that mean "the connection or the server is in trouble": retry later.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error)
+IDLE_SLICE_SECONDS = 0.2  # how quickly a set ``wake`` event ends an IDLE
+MAX_FETCH_BYTES = 32 * 1024 * 1024  # per FETCH command, so a batch of big mails fits in memory
+
+
+class ImapSource:
+    def __init__(
+        self,
+        cfg: ImapConfig,
+        ingestor: Ingestor,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ingestor = ingestor
+        self.sessions = sessions
+        self.clock = clock
+        self.backoff = backoff or Backoff(base=1.0, cap=120.0)
+        self.name = f"imap://{cfg.username}@{cfg.host}:{cfg.port}/{cfg.mailbox}"
+        self.label = f"imap {cfg.host}:{cfg.port}/{cfg.mailbox}"  # for logs: no address
+        self.origin = f"imap:{cfg.mailbox}"
+        self._client: IMAPClient | None = None
+        self._capabilities: frozenset[bytes] = frozenset()
+        self._uidvalidity = 0
+        self._last_uid = 0
+        self._recheck_below_last = True
+        self._retry_at: float | None = None
+        self._stored = 0
+
+    # -- MailSource -----------------------------------------------------------
+
+    def run_once(self) -> int:
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            return 0
+        self._stored = 0
+        try:
+            if self._client is None:
+                self._connect()
+            self._drain()
+        except NETWORK_ERRORS as error:
+            self._lost(f"{type(error).__name__}: {error}")
+        except Exception:  # e.g. the database is locked: log, back off, go on
+            log.exception("%s: ingest failed", self.label)
+            self._lost("unexpected error")
+        else:
+            self.backoff.reset()
+            self._retry_at = None
+        return self._stored
+
+    def wait_for_mail(self, timeout: float, wake: threading.Event) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        if self._client is None:
+            if self._retry_at is not None:
+                wake.wait(max(0.0, min(deadline, self._retry_at) - time.monotonic()))
+            return
+        try:
+            if b"IDLE" in self._capabilities:
+                self._idle(deadline, wake)
+            else:
+                wake.wait(max(0.0, min(self.cfg.poll_seconds, deadline - time.monotonic())))
+        except NETWORK_ERRORS as error:
+            self._lost(f"{type(error).__name__} during IDLE: {error}")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - closing anyway
+            client.shutdown()
+
+    # -- connection -------------------------------------------------------------
+
+    def _connect(self) -> None:
+        client = imap_client(self.cfg)
+        try:
+            self._capabilities = frozenset(client.capabilities())
+            if not client.folder_exists(self.cfg.processed_folder):
+                self._create_processed_folder(client)
+            status = client.select_folder(self.cfg.mailbox)
+        except BaseException:
+            client.shutdown()
+            raise
+        self._client = client
+        self._recheck_below_last = True
+        self._load_state(int(status[b"UIDVALIDITY"]))
+        log.info("%s: connected (uidvalidity %s, last uid %s)", self.label, self._uidvalidity, self._last_uid)
+
+    def _create_processed_folder(self, client: IMAPClient) -> None:
+        try:
+            client.create_folder(self.cfg.processed_folder)
+            log.info("%s: created folder %s", self.label, self.cfg.processed_folder)
+        except imaplib.IMAP4.error:
+            if not client.folder_exists(self.cfg.processed_folder):  # lost a race otherwise
+                raise
+
+    def _lost(self, reason: str) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # the socket may already be gone
+                client.shutdown()
+        delay = self.backoff.next_delay()
+        self._retry_at = time.monotonic() + delay
+        log.warning("%s: %s; retrying in %.1f s", self.label, reason, delay)
+
+    # -- bookkeeping --------------------------------------------------------------
+
+    def _load_state(self, uidvalidity: int) -> None:
+        with self.sessions() as session, session.begin():
+            state = mailbox_state(session, self.name)
+            if state is not None and state.uidvalidity == uidvalidity:
+                self._last_uid = state.last_uid
+            else:
+                if state is not None:
+                    log.warning(
+                        "%s: UIDVALIDITY changed (%s -> %s): reading the mailbox again",
+                        self.label, state.uidvalidity, uidvalidity,
+                    )
+                self._last_uid = 0
+                save_mailbox_state(
+                    session, self.name, uidvalidity=uidvalidity, last_uid=0, now=self.clock.now()
+                )
+        self._uidvalidity = uidvalidity
+
+    def _save_last_uid(self, last_uid: int) -> None:
+        if last_uid <= self._last_uid:
+            return
+        with self.sessions() as session, session.begin():
+            save_mailbox_state(
+                session, self.name, uidvalidity=self._uidvalidity, last_uid=last_uid, now=self.clock.now()
+            )
+        self._last_uid = last_uid
+
+    # -- the work -----------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Store and move everything in the inbox that is new; stop when a search finds nothing."""
+        assert self._client is not None
+        if self._recheck_below_last and self._last_uid > 0:
+            self._process(self._search(1, self._last_uid))
+        self._recheck_below_last = False
+        while uids := self._search(self._last_uid + 1, None):
+            for batch in _chunks(uids, self.cfg.fetch_batch):
+                self._process(batch)
+
+    def _search(self, first: int, last: int | None) -> list[int]:
+        """UIDs in [first, last] (``N:*`` always matches the highest UID, so filter)."""
+        assert self._client is not None
+        upper = "*" if last is None else str(last)
+        found = self._client.search(["UID", f"{first}:{upper}"])
+        return sorted(uid for uid in found if uid >= first and (last is None or uid <= last))
+
+    def _process(self, uids: Sequence[int]) -> None:
+        if not uids:
+            return
+        for group in self._by_size(uids):
+            present = self._fetch_and_store(group)
+            self._save_last_uid(max(group))  # committed before anything leaves the inbox
+            if present:
+                self._move(present)
+
+    def _by_size(self, uids: Sequence[int]) -> Iterator[list[int]]:
+        """Split ``uids`` so one FETCH returns at most about MAX_FETCH_BYTES."""
+        assert self._client is not None
+        sizes = self._client.fetch(list(uids), ["RFC822.SIZE"])
+        group: list[int] = []
+        total = 0
+        for uid in uids:
+            size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            if group and total + size > MAX_FETCH_BYTES:
+                yield group
+                group, total = [], 0
+            group.append(uid)
+            total += size
+        if group:
+            yield group
+
+    def _fetch_and_store(self, uids: list[int]) -> list[int]:
+        """Fetch and commit each message; returns the UIDs that were there (stored or known)."""
+        assert self._client is not None
+        response = self._client.fetch(uids, ["BODY.PEEK[]"])
+        present = []
+        for uid in uids:
+            raw = response.get(uid, {}).get(b"BODY[]")
+            if raw is None:
+                continue  # expunged by someone else in the meantime
+            result = self.ingestor.store(
+                bytes(raw), origin=self.origin, origin_ref=f"{self._uidvalidity}:{uid}"
+            )
+            self._stored += int(result.stored)
+            present.append(uid)
+        return present
+
+    def _move(self, uids: list[int]) -> None:
+        assert self._client is not None
+        folder = self.cfg.processed_folder
+        if b"MOVE" in self._capabilities:
+            self._client.move(uids, folder)
+            return
+        self._client.copy(uids, folder)
+        self._client.add_flags(uids, [DELETED], silent=True)
+        if b"UIDPLUS" in self._capabilities:
+            self._client.uid_expunge(uids)
+        else:
+            self._client.expunge()  # expunges every \Deleted message in the inbox
+
+    def _idle(self, deadline: float, wake: threading.Event) -> None:
+        assert self._client is not None
+        client = self._client
+        client.idle()
+        started = time.monotonic()
+        try:
+            while not wake.is_set():
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if now - started >= self.cfg.idle_renew_seconds:
+                    client.idle_done()  # renewed well inside the 29 minutes of RFC 2177
+                    client.idle()
+                    started = now
+                responses = client.idle_check(timeout=min(IDLE_SLICE_SECONDS, deadline - now))
+                if any(_announces_mail(response) for response in responses):
+                    return
+        finally:
+            if self._client is client:
+                client.idle_done()
+
+
+def _announces_mail(response: object) -> bool:
+    return isinstance(response, tuple) and len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -1,0 +1,48 @@
+"""Repository functions for stored messages and mailbox bookkeeping.
+
+They never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import MailboxState, Message
+
+
+def message_id_by_dedup_key(session: Session, dedup_key: str) -> int | None:
+    return session.scalar(select(Message.id).where(Message.dedup_key == dedup_key))
+
+
+def add_message(session: Session, message: Message) -> int:
+    """Insert and flush (raises IntegrityError on a duplicate dedup key); returns the id."""
+    session.add(message)
+    session.flush()
+    return message.id
+
+
+def count_messages(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+def mailbox_state(session: Session, source: str) -> MailboxState | None:
+    return session.get(MailboxState, source)
+
+
+def save_mailbox_state(
+    session: Session, source: str, *, uidvalidity: int | None, last_uid: int, now: datetime
+) -> MailboxState:
+    """Create or update where ``source`` left off."""
+    state = session.get(MailboxState, source)
+    if state is None:
+        state = MailboxState(source=source, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=now)
+        session.add(state)
+    else:
+        state.uidvalidity = uidvalidity
+        state.last_uid = last_uid
+        state.updated_at = now
+    session.flush()
+    return state
