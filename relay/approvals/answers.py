@@ -1,0 +1,232 @@
+"""A coordinator's reply to an approval request: authorise, read, decide, answer.
+
+Anything that is not a valid decision changes nothing. A refusal is recorded
+in the audit trail and answered once, never to an automatic message or to our
+own address, and at most a few times a day to the same address, so a forger
+or a misconfigured responder cannot turn binrelay into a mail cannon.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relay import compose
+from relay.approvals import texts
+from relay.approvals.decide import Decision, decide, decision_context
+from relay.approvals.requests import may_decide, plus_tags, sender_of
+from relay.config import Config
+from relay.mime import ParsedMail, auto_reply_reason, loop_reason
+from relay.runtime import Runtime
+from relay.tokens import looks_like_token, token_hash
+from storage import audit
+from storage.models import Classification, Message, QueueItem
+from storage.outbox import enqueue_notice
+from storage.queue import audit_events_by, item_by_token_hash
+
+log = logging.getLogger("binrelay.approvals")
+
+SUBJECT_MARKER = re.compile(r"\[BIN-([A-Za-z2-7]{16})\]")
+# Plus tags that belong to other flows (confirmation, unsubscribe, alert reply, VERP).
+OTHER_TAG_PREFIXES = ("c-", "u-", "a-", "bounce-")
+REFUSAL_ANSWERS_PER_DAY = 3
+PARTNER_WORDS = {"police": "police", "politie": "police", "municipality": "municipality", "gemeente": "municipality"}
+AUTH_RESULT = re.compile(r"^\s*(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+AUTH_DOMAIN = re.compile(r"\b(?:header\.from|smtp\.mailfrom|envelope-from|policy\.from)\s*=\s*\"?<?([^\s;\"<>]+)",
+                         re.IGNORECASE)
+
+
+def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> None:
+    """Handle a reply to an approval request (command ``decision``)."""
+    now = rt.clock.now()
+    sender = sender_of(message, mail) or ""
+    token = reply_token(mail, cls, rt.config.network.address)
+    item = item_by_token_hash(session, token_hash(token)) if token else None
+    refusal = refusal_reason(rt.config, mail, sender, item, now)
+    if refusal == "used" and item is not None and may_decide(rt.config, sender, item):
+        answer_already_decided(rt, session, message, mail, sender, item, now)
+        return
+    if refusal is not None or item is None:
+        refuse(rt, session, message, mail, sender, item, refusal or "unknown_token", now)
+        return
+    decision = read_decision(rt.config, mail)
+    if isinstance(decision, list):
+        ask_again(rt, session, message, mail, sender, item, token or "", decision, now)
+        return
+    won = decide(rt, session, item, decision, actor=sender, now=now, message_id=message.id, confirm_to=sender)
+    if not won:  # another coordinator's decision landed between our read and our UPDATE
+        session.refresh(item)
+        answer_already_decided(rt, session, message, mail, sender, item, now)
+
+
+# ---------------------------------------------------------------- the token
+
+
+def reply_token(mail: ParsedMail, cls: Classification, network_address: str) -> str | None:
+    """The token from the classification, the ``bin+<token>@`` address, or the ``[BIN-<token>]`` marker."""
+    found = getattr(cls, "token", None)
+    if found and looks_like_token(found):
+        return str(found).lower()
+    for tag in plus_tags(mail, network_address):
+        if not tag.startswith(OTHER_TAG_PREFIXES) and looks_like_token(tag):
+            return tag
+    match = SUBJECT_MARKER.search(mail.subject or "")
+    return match.group(1).lower() if match else None
+
+
+# ---------------------------------------------------------------- authorisation
+
+
+def refusal_reason(config: Config, mail: ParsedMail, sender: str, item: QueueItem | None, now: datetime) -> str | None:
+    """Why this reply may not decide ``item``, or None when it may."""
+    if item is None:
+        return "unknown_token"
+    if config.approval.refuse_failed_authentication and failed_authentication(mail, sender):
+        return "auth_failed"
+    if not sender or not may_decide(config, sender, item):
+        return "not_coordinator"
+    if item.status == "expired" or (item.status == "pending" and item.expires_at <= now):
+        return "expired"
+    if item.status != "pending" or item.token_used_at is not None:
+        return "used"
+    return None
+
+
+def failed_authentication(mail: ParsedMail, sender: str) -> str | None:
+    """``dmarc=fail`` or ``spf=fail`` about the sender's domain in Authentication-Results, if any."""
+    domain = sender.rpartition("@")[2].lower()
+    for header in mail.headers("Authentication-Results"):
+        for clause in header.split(";")[1:]:
+            result = AUTH_RESULT.match(clause)
+            if result is None or result.group(2).lower() != "fail":
+                continue
+            about = AUTH_DOMAIN.search(clause)
+            if about is not None:
+                checked = about.group(1).rpartition("@")[2].lower().rstrip(".")
+                if domain and checked != domain and not domain.endswith("." + checked):
+                    continue  # a result about another domain (e.g. a forwarder's)
+            return f"{result.group(1).lower()}=fail"
+    return None
+
+
+# ---------------------------------------------------------------- reading the command
+
+
+def read_decision(config: Config, mail: ParsedMail) -> Decision | list[str]:
+    """The decision in a reply, or the problems that keep us from acting on it."""
+    from relay.replies import parse_reply, reply_text, resolve_wards
+
+    command = parse_reply(reply_text(mail))
+    language = texts.language_of(config)
+    problems = [str(problem) for problem in command.problems]
+    target: list[str] | None = None
+    if command.wards:
+        slugs, unknown = resolve_wards(command.wards, config)
+        problems += [_unknown_ward(name, language) for name in unknown]
+        target = sorted(slugs)
+    partners = _partner_kinds(command.partners)
+    problems += [_no_partner(kind, language) for kind in partners if not _partner_configured(config, kind)]
+    if command.decision == "edit" and not (command.edited_text or "").strip():
+        problems.append("WIJZIG zonder nieuwe tekst" if language == "nl" else "EDIT without new text")
+    if command.decision is None and not partners and not problems:
+        problems.append("geen opdracht gevonden" if language == "nl" else "no command found")
+    if problems:
+        return problems
+    if command.decision == "reject":
+        if partners:
+            return Decision("partner_only", reason=command.reason, partners=partners)
+        return Decision("reject", reason=command.reason)
+    if command.decision is None:
+        return Decision("partner_only", partners=partners)
+    edited = command.edited_text.strip() if command.decision == "edit" and command.edited_text else None
+    return Decision("approve", target_wards=target, partners=partners, edited_text=edited)
+
+
+def _partner_kinds(values: Any) -> list[str]:
+    kinds = [PARTNER_WORDS.get(str(value).strip().lower(), str(value).strip().lower()) for value in values or []]
+    return sorted(set(kinds))
+
+
+def _partner_configured(config: Config, kind: str) -> bool:
+    partner = config.partner(kind)
+    return partner is not None and (partner.forward_to is not None or bool(partner.ward_forward_to))
+
+
+def _unknown_ward(name: str, language: str) -> str:
+    return f"onbekende wijk: {name}" if language == "nl" else f"unknown ward: {name}"
+
+
+def _no_partner(kind: str, language: str) -> str:
+    label = texts.PARTNER_LABELS[language].get(kind, kind)
+    return f"geen adres ingesteld voor {label}" if language == "nl" else f"no address configured for {label}"
+
+
+# ---------------------------------------------------------------- answers
+
+
+def _may_answer(config: Config, mail: ParsedMail, sender: str) -> bool:
+    """Never answer an automatic message, ourselves, or an address that is not one."""
+    if "@" not in sender:
+        return False
+    network = config.network.address
+    local, _, domain = network.partition("@")
+    if sender == network or (sender.endswith("@" + domain) and sender.startswith(local + "+")):
+        return False
+    return auto_reply_reason(mail) is None and loop_reason(mail, network) is None
+
+
+def refuse(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
+           item: QueueItem | None, reason: str, now: datetime) -> None:
+    """Record a refusal and answer it, once and within the daily limit per address."""
+    actor = sender or "unknown"
+    answered = _may_answer(rt.config, mail, sender) and _under_refusal_limit(session, actor, now)
+    audit.record(
+        session, at=now, actor=actor, action="reply_refused", queue_item_id=item.id if item else None,
+        message_id=message.id, reason=reason, answered=answered,
+    )
+    log.warning("reply from %s refused (%s)%s", actor, reason, "" if answered else "; not answered")
+    if not answered:
+        return
+    _answer(rt, session, "answer_refused", sender, mail, now, reason=reason)
+
+
+def _under_refusal_limit(session: Session, actor: str, now: datetime) -> bool:
+    recent = audit_events_by(session, actor, "reply_refused", now - timedelta(days=1))
+    return sum(1 for event in recent if (event.detail or {}).get("answered")) < REFUSAL_ANSWERS_PER_DAY
+
+
+def answer_already_decided(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
+                           item: QueueItem, now: datetime) -> None:
+    audit.record(session, at=now, actor=sender, action="reply_too_late", queue_item_id=item.id,
+                 message_id=message.id, decided_by=item.decided_by)
+    if _may_answer(rt.config, mail, sender):
+        context = decision_context(rt.config, item, texts.language_of(rt.config))
+        _answer(rt, session, "answer_already_decided", sender, mail, now, **context)
+
+
+def ask_again(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str, item: QueueItem,
+              token: str, problems: list[str], now: datetime) -> None:
+    """Nothing changes; the coordinator is told what was unclear and can answer again."""
+    audit.record(session, at=now, actor=sender, action="reply_not_understood", queue_item_id=item.id,
+                 message_id=message.id, problems=problems)
+    if not _may_answer(rt.config, mail, sender):
+        return
+    language = texts.language_of(rt.config)
+    wards = ", ".join(ward.name for ward in rt.config.wards)
+    _answer(rt, session, "answer_problem", sender, mail, now, token=token, problems=problems, wards=wards,
+            reply_to=compose.plus_address(rt.config.network.address, token), language=language)
+
+
+def _answer(rt: Runtime, session: Session, template: str, recipient: str, mail: ParsedMail, now: datetime,
+            reply_to: str | None = None, language: str | None = None, **context: Any) -> None:
+    context.setdefault("original_subject", compose.header_safe(mail.subject or ""))
+    rendered = rt.templates.render(template, language or texts.language_of(rt.config), **context)
+    raw = compose.notice(
+        rt.config, to=recipient, subject=rendered.subject, body=rendered.body, now=now, reply_to=reply_to,
+        in_reply_to=mail.message_id, references=mail.references[-10:], auto_submitted="auto-replied",
+    )
+    enqueue_notice(session, recipient=recipient, raw=raw, purpose=template, now=now)

@@ -1,0 +1,230 @@
+"""Carrying out a decision: one atomic claim, then the consequences.
+
+Email replies and the operator's ``binrelay queue approve/reject`` both come
+here. ``decide`` first claims the item with one conditional UPDATE
+(``storage.queue.claim_decision``); only the caller that changed the row goes
+on to publish, answer and tell the others, all in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from relay import compose
+from relay.approvals import texts
+from relay.approvals.requests import approvers_of
+from relay.config import Config, PartnerConfig
+from relay.runtime import Runtime
+from storage import audit
+from storage.models import QueueItem
+from storage.outbox import enqueue_notice
+from storage.queue import claim_decision
+
+log = logging.getLogger("binrelay.approvals")
+
+Outcome = Literal["approve", "reject", "partner_only"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str | None = None
+    target_wards: list[str] | None = None  # None: the proposed wards
+    partners: list[str] = field(default_factory=list)  # partner kinds: police | municipality
+    edited_text: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "rejected" if self.outcome == "reject" else "approved"
+
+
+def decide(
+    rt: Runtime,
+    session: Session,
+    item: QueueItem,
+    decision: Decision,
+    *,
+    actor: str,
+    now: datetime,
+    message_id: int | None = None,
+    confirm_to: str | None = None,
+) -> bool:
+    """Decide ``item`` unless someone else already did; True when this call decided it."""
+    won = claim_decision(session, item.id, status=decision.status, decided_by=actor, now=now, **_changes(decision))
+    if not won:
+        return False
+    session.refresh(item)
+    audit.record(
+        session, at=now, actor=actor, action=decision.status, queue_item_id=item.id, message_id=message_id,
+        outcome=decision.outcome, target_wards=item.target_wards, partners=item.partners,
+        edited=decision.edited_text is not None, reason=decision.reason,
+    )
+    carry_out(rt, session, item, decision, actor=actor, now=now)
+    tell_coordinators(rt, session, item, decision, actor=actor, now=now, confirm_to=confirm_to)
+    log.info("queue item %s %s by %s (%s)", item.id, decision.status, actor, decision.outcome)
+    return True
+
+
+def _changes(decision: Decision) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if decision.reason:
+        changes["reason"] = decision.reason[:2000]
+    if decision.outcome == "partner_only":
+        changes["target_wards"] = []
+    elif decision.target_wards is not None:
+        changes["target_wards"] = sorted(set(decision.target_wards))
+    if decision.partners:
+        changes["partners"] = sorted(set(decision.partners))
+    if decision.edited_text is not None:
+        changes["edited_text"] = decision.edited_text
+    return changes
+
+
+# ---------------------------------------------------------------- consequences
+
+
+def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision, *, actor: str,
+              now: datetime) -> None:
+    if decision.outcome == "reject":
+        answer_reporter(rt, session, item, now)
+    elif decision.outcome == "partner_only":
+        forward_to_partners(rt, session, item, now)
+    elif item.kind == "reply_to_alert":
+        from relay.delivery.alerts import forward_reply
+
+        forward_reply(rt, session, item, now=now)
+    else:
+        from relay.delivery.alerts import publish_alert
+
+        alert = publish_alert(rt, session, item, decided_by=actor, now=now)
+        log.info("queue item %s published as alert %s", item.id, getattr(alert, "id", None))
+
+
+def partner_address(partner: PartnerConfig, wards: list[str]) -> str | None:
+    """The ward's own address at the partner (e.g. the wijkagent), else the general one."""
+    for slug in wards:
+        if slug in partner.ward_forward_to:
+            return partner.ward_forward_to[slug].lower()
+    return partner.forward_to
+
+
+def forward_to_partners(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> list[str]:
+    """Pass an item to the named partners only (no member alert), without the reporter's address."""
+    config = rt.config
+    sent = []
+    for kind in item.partners or []:
+        partner = config.partner(kind)
+        address = partner_address(partner, item.proposed_wards or []) if partner else None
+        if address is None:
+            log.error("queue item %s: no forward_to address for partner %s", item.id, kind)
+            continue
+        rendered = rt.templates.render("approval_partner_forward", texts.language_of(config),
+                                       **_partner_context(rt, item))
+        raw = compose.notice(config, to=address, subject=rendered.subject, body=rendered.body, now=now,
+                             reply_to=config.network.address)
+        enqueue_notice(session, recipient=address, raw=raw, purpose="partner_forward", now=now)
+        sent.append(address)
+    return sent
+
+
+def _partner_context(rt: Runtime, item: QueueItem) -> dict[str, Any]:
+    language = texts.language_of(rt.config)
+    message = item.message
+    text = item.edited_text or (message.body_text if message is not None else None) or ""
+    return {
+        "category": texts.category_label(item.category, language),
+        "wards": texts.ward_names(rt.config, item.proposed_wards or [], language),
+        "original_subject": compose.header_safe((message.subject if message else None) or ""),
+        "text": text.strip(),
+        "reason": item.reason,
+        "received": texts.local_time(item.created_at),
+    }
+
+
+def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> None:
+    """A resident whose report is rejected hears so, kindly, with the reason."""
+    message = item.message
+    if message is None or item.source != "member" or item.kind not in ("report", "reply_to_alert"):
+        return
+    reporter = (message.from_address or "").lower()
+    if not reporter or reporter == rt.config.network.address:
+        return
+    from storage.members import member_by_email
+
+    member = member_by_email(session, reporter)
+    language = member.language if member is not None else texts.language_of(rt.config)
+    rendered = rt.templates.render(
+        "answer_rejected", language, reason=item.reason, original_subject=compose.header_safe(message.subject or ""),
+    )
+    raw = compose.notice(rt.config, to=reporter, subject=rendered.subject, body=rendered.body, now=now,
+                         in_reply_to=message.message_id, auto_submitted="auto-replied")
+    enqueue_notice(session, recipient=reporter, raw=raw, purpose="answer_rejected", now=now)
+
+
+def outcome_text(item: QueueItem, language: str) -> str:
+    if item.status == "rejected":
+        return "afgewezen" if language == "nl" else "rejected"
+    if item.status == "expired":
+        return "verlopen" if language == "nl" else "expired"
+    if item.target_wards == [] and item.partners:
+        return "alleen doorgegeven aan partner" if language == "nl" else "passed to the partner only"
+    if item.kind == "reply_to_alert":
+        return "doorgestuurd aan de afzender" if language == "nl" else "passed to the original sender"
+    return "goedgekeurd" if language == "nl" else "approved"
+
+
+def decision_context(config: Config, item: QueueItem, language: str) -> dict[str, Any]:
+    """What 'who decided what' messages show."""
+    message = item.message
+    target: str | None = None
+    if item.status == "approved":
+        if item.kind == "reply_to_alert":
+            target = item.proposed_recipient
+        elif item.target_wards != [] or not item.partners:
+            target = texts.ward_names(config, item.target_wards or item.proposed_wards or [], language)
+    return {
+        "item": item,
+        "decided_by": item.decided_by or "?",
+        "decided_at": texts.local_time(item.decided_at),
+        "outcome": outcome_text(item, language),
+        "target": target,
+        "partners": texts.partner_names(item.partners or [], language),
+        "reason": item.reason,
+        "original_subject": compose.header_safe((message.subject if message else None) or f"#{item.id}"),
+    }
+
+
+def asked_coordinators(config: Config, item: QueueItem) -> list[str]:
+    """Everyone who was asked about this item (its wards, and network-wide once escalated)."""
+    asked = approvers_of(config, item.proposed_wards or [])
+    if item.escalated_at is not None:
+        asked += [a for a in config.network.coordinators if a not in asked]
+    return asked
+
+
+def tell_coordinators(rt: Runtime, session: Session, item: QueueItem, decision: Decision, *, actor: str,
+                      now: datetime, confirm_to: str | None) -> None:
+    """The others hear who decided; the one who decided by email gets a confirmation."""
+    config = rt.config
+    language = texts.language_of(config)
+    context = decision_context(config, item, language)
+    for recipient in asked_coordinators(config, item):
+        if recipient == actor.lower() or recipient == (confirm_to or "").lower():
+            continue
+        _notice(rt, session, "approval_decided", recipient, context, now, language)
+    if confirm_to:
+        _notice(rt, session, "answer_confirmed", confirm_to, context, now, language)
+
+
+def _notice(rt: Runtime, session: Session, template: str, recipient: str, context: dict[str, Any],
+            now: datetime, language: str) -> None:
+    rendered = rt.templates.render(template, language, **context)
+    raw = compose.notice(rt.config, to=recipient, subject=rendered.subject, body=rendered.body, now=now,
+                         auto_submitted="auto-replied" if template.startswith("answer_") else "auto-generated")
+    enqueue_notice(session, recipient=recipient, raw=raw, purpose=template, now=now)
+

@@ -1,0 +1,345 @@
+"""Holding a message for the coordinators and asking them to decide.
+
+``hold`` turns a routed message into a pending queue item and puts one
+approval request per coordinator in the outbox, all in the caller's
+transaction. The request is a template the operator can override; this module
+only gathers what the coordinator needs to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relay import compose
+from relay.approvals import texts
+from relay.approvals.tokens import issue_token, placeholder_hash
+from relay.config import Config
+from relay.mime import ParsedMail
+from relay.runtime import Runtime
+from storage import audit
+from storage.models import Alert, Classification, Message, QueueItem
+from storage.outbox import enqueue_notice
+from storage.queue import add_item, alert_by_tag, alerts_by_message_ids
+
+log = logging.getLogger("binrelay.approvals")
+
+# The coordinator reads the message in the request; beyond this it is cut.
+MAX_REQUEST_TEXT = 8000
+MAX_EXPLANATION_LINES = 12
+RESIDENT_SOURCES = frozenset({"member", "coordinator"})
+
+
+# ---------------------------------------------------------------- who decides
+
+
+def approvers_of(config: Config, wards: list[str]) -> list[str]:
+    """Who is asked: the wards' coordinators, plus the network-wide ones when
+    there is no ward or a ward has no coordinator of its own."""
+    recipients: list[str] = []
+    need_network = not wards
+    for slug in wards:
+        coordinators = config.coordinators_of(slug)
+        need_network = need_network or not coordinators
+        recipients.extend(coordinators)
+    if need_network or not recipients:
+        recipients.extend(config.network.coordinators)
+    return _unique(recipients)
+
+
+def may_decide(config: Config, address: str, item: QueueItem) -> bool:
+    """A network-wide coordinator, or a coordinator of one of the item's wards."""
+    address = address.lower()
+    if address in config.network.coordinators:
+        return True
+    return any(address in config.coordinators_of(slug) for slug in item.proposed_wards or [])
+
+
+def _unique(addresses: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for address in addresses:
+        seen.setdefault(address.lower(), None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------- holding
+
+
+def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> QueueItem:
+    """Queue a report, an unknown sender's message or a member's reply to an alert."""
+    now = rt.clock.now()
+    alert = find_alert(session, mail, rt.config.network.address)
+    sender = sender_of(message, mail)
+    kind = item_kind(cls, alert, sender)
+    wards = sorted(cls.wards or []) or (sorted(alert.wards or []) if alert and kind == "reply_to_alert" else [])
+    item = add_item(
+        session,
+        message_id=message.id,
+        kind=kind,
+        source=cls.source,
+        category=cls.category,
+        urgency=cls.urgency or "normal",
+        proposed_wards=wards,
+        partners=[],
+        token_hash=placeholder_hash(),
+        created_at=now,
+        warnings=warnings_for(rt, mail, cls, kind),
+        alert_id=alert.id if alert is not None and kind == "reply_to_alert" else None,
+        proposed_recipient=alert.original_sender if alert is not None and kind == "reply_to_alert" else None,
+        **timers_for(rt.config, cls.urgency or "normal", now),
+    )
+    token = issue_token(rt.config, item)
+    recipients = send_request(rt, session, item, token, now=now)
+    audit.record(
+        session, at=now, actor="system", action="held", queue_item_id=item.id, message_id=message.id,
+        kind=kind, wards=wards, asked=len(recipients),
+    )
+    if sender and _acknowledge(rt.config, cls, kind, sender):
+        acknowledge(rt, session, message, mail, sender, now)
+    return item
+
+
+def item_kind(cls: Classification, alert: Alert | None, sender: str | None) -> str:
+    from_partner = cls.source in ("police", "municipality")
+    if alert is not None and sender and sender != (alert.original_sender or "").lower() and not from_partner:
+        return "reply_to_alert"
+    if cls.source == "unknown":
+        return "unknown_sender"
+    return "report"
+
+
+def timers_for(config: Config, urgency: str, now: datetime) -> dict[str, datetime]:
+    approval = config.approval
+    urgent = urgency == "urgent"
+    remind = approval.remind_urgent_minutes if urgent else approval.remind_normal_minutes
+    escalate = approval.escalate_urgent_minutes if urgent else approval.escalate_normal_minutes
+    return {
+        "remind_at": now + timedelta(minutes=remind),
+        "escalate_at": now + timedelta(minutes=max(escalate, remind)),
+        "expires_at": now + timedelta(hours=approval.expire_hours),
+    }
+
+
+def warnings_for(rt: Runtime, mail: ParsedMail, cls: Classification, kind: str) -> list[dict[str, str]]:
+    """What the coordinator should look at twice (the rules' safeguards, and ours)."""
+    warnings: list[dict[str, str]] = []
+    if kind == "unknown_sender":
+        warnings.append({"kind": "unknown_sender", "evidence": sender_of(None, mail) or ""})
+    if mail.too_large or mail.defects:
+        warnings.append({"kind": "unreadable", "evidence": "; ".join(mail.defects[:3])})
+    guard = _safeguards(rt)
+    if guard is not None:
+        from rules.safeguards import AttachmentInfo
+
+        attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
+        warnings.extend(finding.as_dict() for finding in guard.check(mail.text, cls.source, attachments))
+    return warnings
+
+
+def _safeguards(rt: Runtime) -> Any:
+    """One Safeguards per runtime (it compiles patterns); None if unavailable."""
+    if "safeguards" not in rt.extras:
+        try:
+            from rules.safeguards import Safeguards
+        except ImportError:  # pragma: no cover - the rules package is always shipped
+            rt.extras["safeguards"] = None
+        else:
+            streets = [street for ward in rt.config.wards for street in ward.streets]
+            rt.extras["safeguards"] = Safeguards(streets)
+    return rt.extras["safeguards"]
+
+
+def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
+    if message is not None and message.from_address:
+        return message.from_address.lower()
+    if mail.from_addresses:
+        return mail.from_addresses[0][1].lower() or None
+    return None
+
+
+# ---------------------------------------------------------------- two-way replies
+
+
+def plus_tags(mail: ParsedMail, network_address: str) -> list[str]:
+    """The ``<tag>`` of every ``bin+<tag>@domain`` in To, Cc and Delivered-To."""
+    local, _, domain = network_address.lower().partition("@")
+    found = []
+    for address in [*mail.to, *mail.cc, *mail.headers("Delivered-To")]:
+        address = address.strip().strip("<>").lower()
+        addr_local, _, addr_domain = address.rpartition("@")
+        if addr_domain == domain and addr_local.startswith(local + "+"):
+            found.append(addr_local[len(local) + 1 :])
+    return found
+
+
+def find_alert(session: Session, mail: ParsedMail, network_address: str) -> Alert | None:
+    """The alert a message answers: by its ``bin+a-<tag>`` address, else by In-Reply-To/References."""
+    for tag in plus_tags(mail, network_address):
+        if tag.startswith("a-") and (alert := alert_by_tag(session, tag[2:])) is not None:
+            return alert
+    references = [ref for ref in [mail.in_reply_to, *reversed(mail.references)] if ref]
+    alerts = alerts_by_message_ids(session, _id_candidates(references))
+    return alerts[-1] if alerts else None
+
+
+def _id_candidates(references: list[str]) -> list[str]:
+    """Each referenced Message-ID, and the alert's own id a member's copy may extend.
+
+    A copy's id may add a per-recipient part to the alert's local part
+    (``<alert.member@domain>``), so shorter prefixes at separators are tried too.
+    """
+    candidates: list[str] = []
+    for ref in references[:50]:
+        bare = ref.strip().strip("<>")
+        candidates.append(bare)
+        local, at, domain = bare.rpartition("@")
+        for index, char in enumerate(local):
+            if char in ".+-_=" and index > 0:
+                candidates.append(f"{local[:index]}{at}{domain}")
+    return candidates[:500]
+
+
+# ---------------------------------------------------------------- the request
+
+
+def request_context(rt: Runtime, session: Session, item: QueueItem, language: str) -> dict[str, Any]:
+    """Everything an approval request (or reminder) shows, for the template."""
+    config = rt.config
+    message = item.message
+    mail = _mail_of(message, config)
+    alert = session.get(Alert, item.alert_id) if item.alert_id else None
+    return {
+        "item": item,
+        "kind": item.kind,
+        "sender": sender_label(config, item, message, mail, language),
+        "sender_address": sender_of(message, mail) if mail is not None else None,
+        "unknown_sender": item.kind == "unknown_sender",
+        "category": texts.category_label(item.category, language),
+        "urgency": texts.URGENCY_LABELS[language].get(item.urgency, item.urgency),
+        "urgent": item.urgency == "urgent",
+        "wards": texts.ward_names(config, item.target_wards or item.proposed_wards, language),
+        "original_subject": compose.header_safe(_subject_of(message, mail)),
+        "explanation": _explanation(message),
+        "warnings": texts.warning_lines(item.warnings or [], language),
+        "appearance_advice": _appearance_advice(item, language),
+        "text": texts.trim_text(item.edited_text or (mail.text if mail else ""), MAX_REQUEST_TEXT, language),
+        "attachments": [
+            f"{a.filename or '(naamloos)'} ({a.content_type}, {texts.human_size(a.size)})"
+            for a in (mail.attachments if mail else [])
+        ],
+        "alert_subject": alert.subject if alert else None,
+        "recipient": item.proposed_recipient,
+        "expires": texts.local_time(item.expires_at),
+        "received": texts.local_time(item.created_at),
+    }
+
+
+def _subject_of(message: Message | None, mail: ParsedMail | None) -> str:
+    if mail is not None:
+        return mail.subject
+    return (message.subject or "") if message is not None else ""
+
+
+def sender_label(config: Config, item: QueueItem, message: Message | None, mail: ParsedMail | None,
+                 language: str) -> str:
+    address = (sender_of(message, mail) if mail is not None else None) or "?"
+    cls = message.classification if message is not None else None
+    if item.source in ("police", "municipality"):
+        return (cls.partner_name if cls and cls.partner_name else None) or texts.PARTNER_LABELS[language][item.source]
+    if item.source == "unknown":
+        return f"ONBEKENDE afzender {address}" if language == "nl" else f"UNKNOWN sender {address}"
+    ward = texts.ward_names(config, (cls.wards if cls else []) or item.proposed_wards, language)
+    if item.source == "coordinator":
+        return f"coördinator {address}" if language == "nl" else f"coordinator {address}"
+    return f"buurtbewoner uit {ward} ({address})" if language == "nl" else f"resident of {ward} ({address})"
+
+
+def _explanation(message: Message | None) -> list[str]:
+    cls = message.classification if message is not None else None
+    lines = [str(line) for line in (cls.explanation if cls else [])]
+    return lines[:MAX_EXPLANATION_LINES]
+
+
+def _appearance_advice(item: QueueItem, language: str) -> str | None:
+    if not any(isinstance(w, dict) and w.get("kind") == "appearance" for w in item.warnings or []):
+        return None
+    try:
+        from rules.safeguards import load_terms
+
+        return str(load_terms()["appearance_advice"][language])
+    except (ImportError, KeyError):
+        return None
+
+
+def _mail_of(message: Message | None, config: Config) -> ParsedMail | None:
+    if message is None or message.raw is None:
+        return None
+    from relay.mime import parse_mail
+
+    return parse_mail(message.raw, config.limits.max_message_bytes)
+
+
+def send_request(
+    rt: Runtime,
+    session: Session,
+    item: QueueItem,
+    token: str,
+    *,
+    now: datetime,
+    notice: str = "request",
+    recipients: list[str] | None = None,
+) -> list[str]:
+    """Put one approval request (or reminder/escalation, per ``notice``) per coordinator in the outbox."""
+    config = rt.config
+    recipients = recipients if recipients is not None else approvers_of(config, item.proposed_wards or [])
+    if not recipients:
+        log.error("queue item %s: no coordinator to ask (configure network.coordinators)", item.id)
+        return []
+    language = texts.language_of(config)
+    context = request_context(rt, session, item, language)
+    rendered = rt.templates.render(
+        "approval_request", language, token=token, notice=notice,
+        waiting=_waiting(item.created_at, now, language), **context,
+    )
+    reply_to = compose.plus_address(config.network.address, token)
+    for recipient in recipients:
+        raw = compose.notice(
+            config, to=recipient, subject=rendered.subject, body=rendered.body, now=now, reply_to=reply_to,
+            extra_headers={"X-BIN-Item": str(item.id)},
+        )
+        enqueue_notice(session, recipient=recipient, raw=raw, purpose=f"approval_{notice}", now=now)
+    return recipients
+
+
+def _waiting(since: datetime, now: datetime, language: str) -> str:
+    minutes = max(0, int((now - since).total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    if language == "nl":
+        return f"{hours} uur en {minutes} minuten" if hours else f"{minutes} minuten"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} minutes"
+
+
+# ---------------------------------------------------------------- receipt
+
+
+def _acknowledge(config: Config, cls: Classification, kind: str, sender: str | None) -> bool:
+    if not config.approval.acknowledge_reports or not sender or kind != "report":
+        return False
+    return cls.source == "member" and sender != config.network.address
+
+
+def acknowledge(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str, now: datetime) -> None:
+    """A short receipt to a resident, with the reminder to call 112 in an emergency."""
+    from storage.members import member_by_email
+
+    member = member_by_email(session, sender)
+    language = member.language if member is not None else texts.language_of(rt.config)
+    rendered = rt.templates.render("answer_received", language, original_subject=compose.header_safe(mail.subject))
+    raw = compose.notice(
+        rt.config, to=sender, subject=rendered.subject, body=rendered.body, now=now,
+        in_reply_to=mail.message_id, auto_submitted="auto-replied",
+    )
+    enqueue_notice(session, recipient=sender, raw=raw, purpose="answer_received", now=now)

@@ -1,0 +1,66 @@
+"""Approval tokens: single-use, unguessable, and only their hash is stored.
+
+A reminder or escalation must repeat the item's token, yet the database keeps
+only its hash. With a token key (``approval.token_key_env`` / ``token_key_file``,
+never in the database) the token is an HMAC of the item's id and creation
+time, so it can be derived again. Without a key the token is random and a
+reminder issues a fresh one (the earlier request's token then stops working).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+from relay.config import Config
+from relay.tokens import new_token, token_hash
+from storage.models import QueueItem
+
+
+def token_key(config: Config) -> bytes | None:
+    """The configured HMAC key, or None (read at each use: a rotated file is picked up)."""
+    approval = config.approval
+    if approval.token_key_file is not None and approval.token_key_file.is_file():
+        key = approval.token_key_file.read_bytes().strip()
+        return key or None
+    if approval.token_key_env:
+        value = os.environ.get(approval.token_key_env, "").strip()
+        return value.encode() or None
+    return None
+
+
+def derive_token(key: bytes, item: QueueItem) -> str:
+    """16 characters a-z2-7 (80 bits), like ``relay.tokens.new_token``."""
+    stamp = item.created_at.isoformat(timespec="microseconds")
+    digest = hmac.new(key, f"binrelay-approval:{item.id}:{stamp}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode("ascii").lower()
+
+
+def placeholder_hash() -> str:
+    """A unique, unusable hash for the moment between INSERT (for the id) and ``issue_token``."""
+    return hashlib.sha256(b"placeholder:" + new_token().encode()).hexdigest()
+
+
+def issue_token(config: Config, item: QueueItem) -> str:
+    """Give a flushed item (it has an id) its token; returns the token to mail out."""
+    key = token_key(config)
+    token = derive_token(key, item) if key else new_token()
+    item.token_hash = token_hash(token)
+    return token
+
+
+def token_for_resend(config: Config, item: QueueItem) -> tuple[str, bool]:
+    """The token to put in a reminder: (token, renewed).
+
+    ``renewed`` is True when the token had to be replaced (no key configured).
+    """
+    key = token_key(config)
+    if key:
+        token = derive_token(key, item)
+        if token_hash(token) == item.token_hash:
+            return token, False
+    token = new_token()
+    item.token_hash = token_hash(token)
+    return token, True

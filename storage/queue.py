@@ -1,0 +1,155 @@
+"""Repository functions for the approval queue. They never commit.
+
+The decision itself is one conditional UPDATE (``claim_decision``): it changes
+a row only while the item is pending and its token unused, so of two
+coordinators answering at the same moment, in two processes, on SQLite or
+PostgreSQL, exactly one changes the row and wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from storage.models import Alert, AuditEvent, QueueItem
+
+DECIDED_STATUSES = frozenset({"approved", "rejected"})
+# Timer columns: (when it is due, when it was done).
+TIMERS = {
+    "remind": (QueueItem.remind_at, QueueItem.reminded_at),
+    "escalate": (QueueItem.escalate_at, QueueItem.escalated_at),
+}
+
+
+def add_item(session: Session, **fields: Any) -> QueueItem:
+    """Add a pending item and flush it, so it has an id."""
+    item = QueueItem(status="pending", **fields)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def item_by_id(session: Session, item_id: int) -> QueueItem | None:
+    return session.get(QueueItem, item_id)
+
+
+def item_by_token_hash(session: Session, digest: str) -> QueueItem | None:
+    return session.scalars(select(QueueItem).where(QueueItem.token_hash == digest)).first()
+
+
+def pending_items(session: Session) -> list[QueueItem]:
+    query = select(QueueItem).where(QueueItem.status == "pending").order_by(QueueItem.created_at, QueueItem.id)
+    return list(session.scalars(query))
+
+
+def _changed_one(result: Any) -> bool:
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+def claim_decision(
+    session: Session,
+    item_id: int,
+    *,
+    status: str,
+    decided_by: str,
+    now: datetime,
+    **changes: Any,
+) -> bool:
+    """Decide a pending item atomically; True only for the one caller that did.
+
+    ``changes`` may set reason, target_wards, partners, edited_text.
+    """
+    if status not in DECIDED_STATUSES:
+        raise ValueError(f"not a decision: {status!r}")
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.id == item_id, QueueItem.status == "pending", QueueItem.token_used_at.is_(None))
+        .values(status=status, decided_by=decided_by, decided_at=now, token_used_at=now, **changes)
+        .execution_options(synchronize_session=False)
+    )
+    won = _changed_one(session.execute(statement))
+    if won:
+        item = session.get(QueueItem, item_id)
+        if item is not None:
+            session.refresh(item)
+    return won
+
+
+def expire_item(session: Session, item_id: int, now: datetime) -> bool:
+    """Mark a pending item expired; False when a decision came first."""
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.id == item_id, QueueItem.status == "pending", QueueItem.token_used_at.is_(None))
+        .values(status="expired", decided_at=now, decided_by="system")
+        .execution_options(synchronize_session=False)
+    )
+    return _changed_one(session.execute(statement))
+
+
+def mark_timer_done(session: Session, item_id: int, timer: str, now: datetime) -> bool:
+    """Set reminded_at / escalated_at once; False when another process already did."""
+    _, done = TIMERS[timer]
+    statement = (
+        update(QueueItem)
+        .where(QueueItem.id == item_id, QueueItem.status == "pending", done.is_(None))
+        .values({done.key: now})
+        .execution_options(synchronize_session=False)
+    )
+    return _changed_one(session.execute(statement))
+
+
+def due_ids(session: Session, timer: str, now: datetime, limit: int = 200) -> list[int]:
+    """Pending items whose reminder or escalation is due and not yet done."""
+    due, done = TIMERS[timer]
+    conditions: Sequence[ColumnElement[bool]] = (
+        QueueItem.status == "pending",
+        due.is_not(None),
+        due <= now,
+        done.is_(None),
+        QueueItem.expires_at > now,
+    )
+    query = select(QueueItem.id).where(*conditions).order_by(due, QueueItem.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def expired_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
+    query = (
+        select(QueueItem.id)
+        .where(QueueItem.status == "pending", QueueItem.expires_at <= now)
+        .order_by(QueueItem.expires_at, QueueItem.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def alert_by_tag(session: Session, tag: str) -> Alert | None:
+    return session.scalars(select(Alert).where(Alert.tag == tag.lower())).first()
+
+
+def alerts_by_message_ids(session: Session, message_ids: Sequence[str]) -> list[Alert]:
+    """Alerts whose Message-ID is one of ``message_ids`` (with or without angle brackets)."""
+    wanted = {f"<{mid.strip().strip('<>')}>" for mid in message_ids if mid.strip()}
+    wanted |= {mid.strip("<>") for mid in wanted}
+    if not wanted:
+        return []
+    query = select(Alert).where(Alert.message_id_header.in_(sorted(wanted))).order_by(Alert.id)
+    return list(session.scalars(query))
+
+
+def audit_events_by(
+    session: Session, actor: str, action: str, since: datetime, limit: int = 100
+) -> list[AuditEvent]:
+    query = (
+        select(AuditEvent)
+        .where(AuditEvent.actor == actor, AuditEvent.action == action, AuditEvent.at >= since)
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
