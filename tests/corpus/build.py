@@ -148,8 +148,8 @@ def wrap_text(entry: Entry, body: str, date: datetime) -> str:
         elif wrap == "fwd-apple":
             body = (f"{note}\n\n" if note else "") + (
                 "Begin doorgestuurd bericht:\n\n"
-                f"> Van: {orig}\n> Onderwerp: {subject}\n> Datum: {earlier:%d %B %Y om %H:%M:%S} CET\n"
-                f"> Aan: {parseaddr(entry.get('from'))[1]}\n>\n{quoted(body)}"
+                f"Van: {orig}\nOnderwerp: {subject}\nDatum: {earlier:%d-%m-%Y om %H:%M:%S} CET\n"
+                f"Aan: {parseaddr(entry.get('from'))[1]}\n\n{body}"
             )
         elif wrap == "fwd-outlook":
             body = (f"{note}\n\n" if note else "") + (
