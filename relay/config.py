@@ -118,6 +118,8 @@ class SmtpConfig(SecretSource):
     username: str | None = None
     connections: int = Field(default=4, ge=1, le=64)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # Extra CA certificates to trust (a private relay's own certificate).
+    cafile: Path | None = None
 
     @model_validator(mode="after")
     def _tls_mode(self) -> "SmtpConfig":
