@@ -1,0 +1,191 @@
+"""Shared set-up for the approval tests: a configured runtime, stored messages, the outbox."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from relay.approvals import handle_reply, hold
+from relay.clock import FrozenClock
+from relay.config import Config, parse_config
+from relay.mime import parse_mail
+from relay.runtime import Runtime
+from relay.templating import Templates
+from storage.db import session_factory
+from storage.models import AuditEvent, Classification, Delivery, Message, QueueItem
+from tests import mailgen
+
+NETWORK = "bin@example.org"
+ANNA, BERT, CARLA, KEES = "anna@example.org", "bert@example.org", "carla@example.org", "kees@example.org"
+MEMBER = "jan.devries@example.net"
+TOKEN_IN_SUBJECT = re.compile(r"\[BIN-([a-z2-7]{16})\]")
+
+
+def config_dict(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "network": {"name": "BIN Test", "address": NETWORK, "coordinators": [KEES]},
+        "imap": {"host": "127.0.0.1", "username": NETWORK, "password_env": "X_IMAP"},
+        "smtp": {"host": "127.0.0.1"},
+        "wards": [
+            {"slug": "maaspoort", "name": "Maaspoort", "streets": ["Marathonloop"], "coordinators": [ANNA, BERT]},
+            {"slug": "empel", "name": "Empel", "coordinators": [CARLA]},
+            {"slug": "binnenstad", "name": "Binnenstad", "coordinators": []},
+        ],
+        "partners": [
+            {"kind": "police", "name": "Politie Oost-Brabant", "domains": ["politie.nl"],
+             "forward_to": "wijkagent@politie.nl"},
+            {"kind": "municipality", "name": "Gemeente 's-Hertogenbosch", "domains": ["s-hertogenbosch.nl"]},
+        ],
+        "approval": {"token_key_env": "BINRELAY_TEST_NO_SUCH_KEY"},
+    }
+    for section, values in overrides.items():
+        data[section] = {**data.get(section, {}), **values}
+    return data
+
+
+def make_runtime(engine: Engine, clock: FrozenClock, config: Config | None = None) -> Runtime:
+    config = config or parse_config(config_dict())
+    return Runtime(config, session_factory(engine), None, Templates(config), clock)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stored:
+    message_id: int
+
+
+def store(
+    rt: Runtime,
+    session: Session,
+    raw: bytes,
+    *,
+    source: str = "member",
+    kind: str = "report",
+    category: str | None = "burglary",
+    wards: tuple[str, ...] = ("maaspoort",),
+    urgency: str = "normal",
+    command: str | None = None,
+    partner: str | None = None,
+    explanation: tuple[str, ...] = ("rule 'inbraak' matched 'ingebroken'",),
+) -> Message:
+    """A message as ingest stored it, with the rules' decision next to it."""
+    now = rt.clock.now()
+    mail = parse_mail(raw)
+    sender = mail.from_addresses[0][1].lower() if mail.from_addresses else None
+    message = Message(
+        dedup_key=hashlib.sha256(raw).hexdigest(), message_id=mail.message_id, origin="test", received_at=now,
+        size=len(raw), raw=raw, from_address=sender, subject=mail.subject, body_text=mail.text, status="new",
+    )
+    message.classification = Classification(
+        source=source, kind=kind, command=command, category=category, wards=list(wards), urgency=urgency,
+        explanation=list(explanation), partner_name=partner, created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def report(subject: str = "Ingebroken in schuur", body: str = "Vannacht is er ingebroken in mijn schuur.",
+           sender: str = f"Jan de Vries <{MEMBER}>", **headers: str) -> bytes:
+    ident = hashlib.sha1((subject + body + sender).encode()).hexdigest()
+    return mailgen.message(subject, body, sender=sender, message_id=f"{ident}@example.net", headers=headers or None)
+
+
+def hold_message(rt: Runtime, raw: bytes, **fields: Any) -> int:
+    """Store and hold a message in one transaction; returns the queue item id."""
+    with rt.sessions() as session, session.begin():
+        message = store(rt, session, raw, **fields)
+        cls = message.classification
+        assert cls is not None
+        item = hold(rt, session, message, parse_mail(raw), cls)
+        return item.id
+
+
+def reply(rt: Runtime, *, sender: str, token: str | None, body: str = "AKKOORD", subject: str | None = None,
+          headers: dict[str, str] | None = None, to: str | None = None) -> int:
+    """Feed a coordinator's reply through handle_reply in one transaction; returns its message id."""
+    subject = subject if subject is not None else f"Re: [BIN-{token}] Inbraak Maaspoort: Ingebroken in schuur"
+    to = to or (f"bin+{token}@example.org" if token else NETWORK)
+    ident = hashlib.sha1(f"{sender}{subject}{body}{rt.clock.now()}{headers}".encode()).hexdigest()
+    raw = mailgen.message(subject, body, sender=sender, to=to, message_id=f"{ident}@example.org", headers=headers)
+    with rt.sessions() as session, session.begin():
+        message = store(rt, session, raw, source="coordinator", kind="command", command="decision",
+                        category=None, wards=())
+        cls = message.classification
+        assert cls is not None
+        handle_reply(rt, session, message, parse_mail(raw), cls)
+        return message.id
+
+
+@dataclass
+class Sent:
+    recipient: str
+    purpose: str
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(("plain",))
+        assert part is not None
+        return str(part.get_content())  # type: ignore[attr-defined]
+
+    @property
+    def token(self) -> str | None:
+        match = TOKEN_IN_SUBJECT.search(self.subject)
+        return match.group(1) if match else None
+
+
+def outbox(sessions: sessionmaker[Session], purpose: str | None = None) -> list[Sent]:
+    with sessions() as session:
+        query = select(Delivery).order_by(Delivery.id)
+        if purpose is not None:
+            query = query.where(Delivery.purpose == purpose)
+        rows = list(session.scalars(query))
+    found = []
+    for row in rows:
+        parsed = email.message_from_bytes(row.raw or b"", policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        found.append(Sent(row.recipient, row.purpose, parsed))
+    return found
+
+
+def item(sessions: sessionmaker[Session], item_id: int) -> QueueItem:
+    with sessions() as session:
+        row = session.get(QueueItem, item_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def audit_actions(sessions: sessionmaker[Session]) -> list[tuple[str, str, dict[str, Any]]]:
+    with sessions() as session:
+        return [(e.actor, e.action, dict(e.detail)) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+
+
+def token_of(sessions: sessionmaker[Session], recipient: str = ANNA, purpose: str = "approval_request") -> str:
+    tokens = [sent.token for sent in outbox(sessions, purpose) if sent.recipient == recipient]
+    assert tokens and tokens[-1] is not None, f"no {purpose} to {recipient}"
+    return tokens[-1]
+
+
+def write_key(tmp_path: Path) -> Path:
+    path = tmp_path / "token.key"
+    path.write_text("a secret key for tests only\n", encoding="utf-8")
+    return path
+
+
+def at(clock: FrozenClock) -> datetime:
+    return clock.now()
