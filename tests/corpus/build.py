@@ -308,14 +308,15 @@ def render(entry: Entry, index: int) -> bytes:
     return head if raw_body is None else head + raw_body
 
 
-def main() -> int:
+def build(root: Path) -> int:
+    """Write ``root/eml/*.eml`` and ``root/labels.jsonl``; the number of messages."""
     entries = [entry for path in sorted((HERE / "src").glob("*.txt")) for entry in read_entries(path)]
     names = [entry.name for entry in entries]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         raise SystemExit(f"duplicate names: {sorted(duplicates)}")
-    out = HERE / "eml"
-    out.mkdir(exist_ok=True)
+    out = root / "eml"
+    out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.eml"):
         if stale.stem not in names:
             stale.unlink()
@@ -323,10 +324,17 @@ def main() -> int:
     for index, entry in enumerate(entries):
         (out / f"{entry.name}.eml").write_bytes(render(entry, index))
         labels.append({"file": f"{entry.name}.eml", **entry.label})
-    with (HERE / "labels.jsonl").open("w", encoding="utf-8") as handle:
+    with (root / "labels.jsonl").open("w", encoding="utf-8") as handle:
         for label in sorted(labels, key=lambda item: str(item["file"])):
             handle.write(json.dumps(label, ensure_ascii=False) + "\n")
-    print(f"{len(entries)} messages written to {out}", file=sys.stderr)
+    return len(entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    root = Path(args[0]) if args else HERE
+    count = build(root)
+    print(f"{count} messages written to {root / 'eml'}", file=sys.stderr)
     return 0
 
 
