@@ -16,7 +16,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import tomli_w
 
@@ -109,7 +109,7 @@ class LoopbackStack:
         self.daemon: Daemon | None = None
 
     # -- life cycle ---------------------------------------------------------
-    def start(self) -> LoopbackStack:
+    def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dovecot.start()
         password = self.dovecot.add_user(NETWORK_ADDRESS)
@@ -132,7 +132,7 @@ class LoopbackStack:
         if self._own_dovecot:
             self.dovecot.remove()
 
-    def __enter__(self) -> LoopbackStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
