@@ -1,0 +1,169 @@
+"""Decisions: atomic on both backends, told to the others, and the operator's queue commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from relay.approvals import Decision, decide
+from relay.approvals.cli import queue_approve, queue_list, queue_reject, queue_show
+from relay.clock import FrozenClock
+from relay.runtime import Runtime
+from storage.db import make_engine, migrate
+from storage.models import QueueItem
+from tests.test_approvals_helpers import (
+    ANNA,
+    BERT,
+    KEES,
+    MEMBER,
+    audit_actions,
+    hold_message,
+    item,
+    make_runtime,
+    outbox,
+    report,
+)
+
+
+@pytest.fixture
+def any_engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _decide(rt: Runtime, item_id: int, decision: Decision, actor: str) -> bool:
+    with rt.sessions() as session, session.begin():
+        stored = session.get(QueueItem, item_id)
+        assert stored is not None
+        return decide(rt, session, stored, decision, actor=actor, now=rt.clock.now())
+
+
+def _race(rt: Runtime, item_id: int, reasons: dict[str, str], both_read_first: bool) -> dict[str, bool]:
+    """Two coordinators decide one item in two threads at the same moment."""
+    barrier = threading.Barrier(len(reasons), timeout=30)
+    results: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def attempt(actor: str) -> None:
+        try:
+            if not both_read_first:
+                barrier.wait()
+            with rt.sessions() as session, session.begin():
+                stored = session.get(QueueItem, item_id)
+                assert stored is not None
+                if both_read_first:
+                    barrier.wait()
+                decision = Decision("reject", reason=reasons[actor])
+                results[actor] = decide(rt, session, stored, decision, actor=actor, now=rt.clock.now())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(actor,)) for actor in reasons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+def test_two_coordinators_at_once_exactly_one_wins(any_engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(any_engine, clock)
+    # PostgreSQL: both read the pending item, then both UPDATE. SQLite takes the
+    # write lock at BEGIN, so there the two transactions start together instead.
+    both_read_first = any_engine.dialect.name == "postgresql"
+    for round_number in range(5):
+        item_id = hold_message(rt, report(subject=f"Ronde {round_number}"))
+        reasons = {actor: f"door {actor} ({round_number})" for actor in (ANNA, BERT)}
+        results = _race(rt, item_id, reasons, both_read_first)
+        assert sorted(results.values()) == [False, True]
+        winner = next(actor for actor, won in results.items() if won)
+        stored = item(rt.sessions, item_id)
+        assert stored.status == "rejected" and stored.decided_by == winner and stored.reason == reasons[winner]
+        decisions = [(a, d["reason"]) for a, action, d in audit_actions(rt.sessions)
+                     if action == "rejected" and d["reason"].endswith(f"({round_number})")]
+        assert decisions == [(winner, reasons[winner])]
+
+
+def test_rejection_answers_the_resident_and_tells_the_other_coordinators(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report())
+    assert _decide(rt, item_id, Decision("reject", reason="Dit is al bekend bij de politie."), ANNA)
+    answer = outbox(rt.sessions, "answer_rejected")
+    assert [sent.recipient for sent in answer] == [MEMBER]
+    assert "Reden: Dit is al bekend bij de politie." in answer[0].body and "112" in answer[0].body
+    told = outbox(rt.sessions, "approval_decided")
+    assert [sent.recipient for sent in told] == [BERT]
+    assert f"besloten door {ANNA}" in told[0].body and "afgewezen" in told[0].body
+    assert not _decide(rt, item_id, Decision("approve"), BERT)  # the first decision stands
+    assert item(rt.sessions, item_id).status == "rejected"
+
+
+def test_unknown_senders_hear_nothing_when_rejected(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report(sender="spam@example.com"), source="unknown")
+    assert _decide(rt, item_id, Decision("reject", reason="spam"), KEES)
+    assert outbox(rt.sessions, "answer_rejected") == []
+
+
+def test_partner_only_goes_to_the_partner_and_not_to_members(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report(body="Verdacht busje, kenteken 12-ABC-3."), category="suspicious")
+    assert _decide(rt, item_id, Decision("partner_only", partners=["police"]), ANNA)
+    stored = item(rt.sessions, item_id)
+    assert stored.status == "approved" and stored.target_wards == [] and stored.partners == ["police"]
+    forwarded = outbox(rt.sessions, "partner_forward")
+    assert [sent.recipient for sent in forwarded] == ["wijkagent@politie.nl"]
+    assert "Verdacht busje" in forwarded[0].body and MEMBER not in forwarded[0].message.as_string()
+    assert "alleen doorgegeven aan partner" in outbox(rt.sessions, "approval_decided")[0].body
+
+
+# ---------------------------------------------------------------- the queue command line
+
+
+def test_queue_list_shows_pending_items_as_json_lines(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    first = hold_message(rt, report(subject="Eerste"))
+    second = hold_message(rt, report(subject="Tweede"), urgency="urgent")
+    _decide(rt, first, Decision("reject"), ANNA)
+    out = io.StringIO()
+    assert queue_list(rt, True, out) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["id"] for row in rows] == [second]
+    assert rows[0]["subject"] == "Tweede" and rows[0]["urgency"] == "urgent" and rows[0]["wards"] == ["maaspoort"]
+    table = io.StringIO()
+    assert queue_list(rt, False, table) == 0
+    assert "Tweede" in table.getvalue() and "Eerste" not in table.getvalue()
+
+
+def test_queue_show_prints_the_item_and_its_audit_trail(engine: Engine, clock: FrozenClock,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report())
+    out = io.StringIO()
+    assert queue_show(rt, item_id, out) == 0
+    text = out.getvalue()
+    assert "Vannacht is er ingebroken in mijn schuur." in text and "held" in text and "maaspoort" in text
+    assert queue_show(rt, item_id + 100, io.StringIO()) == 1
+    assert f"no queue item {item_id + 100}" in capsys.readouterr().err
+
+
+def test_operator_decisions_are_audited_and_refused_twice(engine: Engine, clock: FrozenClock,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rt = make_runtime(engine, clock)
+    rejected = hold_message(rt, report(subject="Een"))
+    assert queue_reject(rt, rejected, "dubbel", "operator:piet", io.StringIO()) == 0
+    stored = item(rt.sessions, rejected)
+    assert stored.status == "rejected" and stored.reason == "dubbel" and stored.decided_by == "operator:piet"
+    assert ("operator:piet", "rejected") in [(a, b) for a, b, _ in audit_actions(rt.sessions)]
+    assert sorted(s.recipient for s in outbox(rt.sessions, "approval_decided")) == [ANNA, BERT]
+    assert queue_reject(rt, rejected, None, "operator:piet", io.StringIO()) == 1
+    assert "already rejected" in capsys.readouterr().err
+    assert queue_approve(rt, 9999, "piet", io.StringIO()) == 1

@@ -1,0 +1,150 @@
+"""Reminders, escalation and expiry on a controlled clock, across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from relay.approvals import Decision, decide, run_due, schedule
+from relay.clock import FrozenClock
+from relay.config import parse_config
+from storage.models import QueueItem
+from tests.test_approvals_helpers import (
+    ANNA,
+    BERT,
+    KEES,
+    audit_actions,
+    config_dict,
+    hold_message,
+    item,
+    make_runtime,
+    outbox,
+    reply,
+    report,
+    token_of,
+    write_key,
+)
+
+
+def _recipients(rt: object, purpose: str) -> list[str]:
+    return sorted(sent.recipient for sent in outbox(rt.sessions, purpose))  # type: ignore[attr-defined]
+
+
+def test_nothing_is_due_before_its_time(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    hold_message(rt, report())
+    clock.advance(minutes=239)
+    assert run_due(rt) == 0
+    assert _recipients(rt, "approval_reminder") == []
+
+
+def test_reminder_is_sent_once_even_across_a_restart(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report())
+    clock.advance(minutes=240)
+    assert run_due(rt) == 1
+    assert _recipients(rt, "approval_reminder") == [ANNA, BERT]
+    reminder = outbox(rt.sessions, "approval_reminder")[0]
+    assert "Herinnering:" in reminder.subject and "wacht al 4 uur en 0 minuten" in reminder.body
+    assert reminder.message["Reply-To"] == f"bin+{reminder.token}@example.org"
+    assert run_due(rt) == 0
+    restarted = make_runtime(engine, clock)  # a new process on the same database
+    clock.advance(minutes=1)
+    assert run_due(restarted) == 0
+    assert len(outbox(rt.sessions, "approval_reminder")) == 2
+    assert item(rt.sessions, item_id).reminded_at is not None
+
+
+def test_a_due_reminder_survives_a_restart_before_it_ran(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    hold_message(rt, report())
+    clock.advance(hours=5)  # the daemon was down when the reminder fell due
+    assert run_due(make_runtime(engine, clock)) == 1
+    assert _recipients(rt, "approval_reminder") == [ANNA, BERT]
+
+
+def test_escalation_goes_to_network_wide_coordinators_then_expiry(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report(), urgency="urgent")
+    clock.advance(minutes=30)
+    assert run_due(rt) == 1
+    clock.advance(minutes=30)
+    assert run_due(rt) == 1
+    assert _recipients(rt, "approval_escalation") == [ANNA, BERT, KEES]
+    escalation = next(s for s in outbox(rt.sessions, "approval_escalation") if s.recipient == KEES)
+    assert "Nog open:" in escalation.subject and "netwerkcoördinatoren" in escalation.body
+    assert run_due(make_runtime(engine, clock)) == 0
+    clock.advance(hours=47)
+    assert run_due(rt) == 1
+    stored = item(rt.sessions, item_id)
+    assert stored.status == "expired"
+    assert _recipients(rt, "approval_expired") == [ANNA, BERT, KEES]
+    assert "Verlopen:" in outbox(rt.sessions, "approval_expired")[0].subject
+    clock.advance(hours=1)
+    assert run_due(rt) == 0
+    actions = [action for actor, action, _ in audit_actions(rt.sessions) if actor == "system"]
+    assert actions == ["held", "reminded", "escalated", "expired"]
+
+
+def test_missed_reminder_and_escalation_send_only_the_escalation(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    hold_message(rt, report())
+    clock.advance(hours=9)
+    assert run_due(rt) == 1
+    assert _recipients(rt, "approval_reminder") == []
+    assert _recipients(rt, "approval_escalation") == [ANNA, BERT, KEES]
+    clock.advance(hours=1)
+    assert run_due(rt) == 0
+
+
+def test_a_decided_item_is_neither_reminded_nor_expired(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report())
+    with rt.sessions() as session, session.begin():
+        stored = session.get(QueueItem, item_id)
+        assert stored is not None
+        decide(rt, session, stored, Decision("reject"), actor=ANNA, now=clock.now())
+    clock.advance(hours=100)
+    assert run_due(rt) == 0
+    assert item(rt.sessions, item_id).status == "rejected"
+
+
+def test_with_a_token_key_reminders_repeat_the_same_token(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    config = parse_config(config_dict(approval={"token_key_file": str(write_key(tmp_path))}))
+    rt = make_runtime(engine, clock, config)
+    item_id = hold_message(rt, report())
+    first = token_of(rt.sessions)
+    clock.advance(hours=4)
+    run_due(make_runtime(engine, clock, config))
+    assert token_of(rt.sessions, purpose="approval_reminder") == first
+    reply(rt, sender="someone@example.net", token=first)  # the original token still identifies the item
+    assert item(rt.sessions, item_id).status == "pending"
+    refusal = [d for _, a, d in audit_actions(rt.sessions) if a == "reply_refused"]
+    assert refusal == [{"reason": "not_coordinator", "answered": True}]
+
+
+def test_without_a_key_a_reminder_renews_the_token(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    hold_message(rt, report())
+    first = token_of(rt.sessions)
+    clock.advance(hours=4)
+    run_due(rt)
+    renewed = token_of(rt.sessions, purpose="approval_reminder")
+    assert renewed != first
+    reply(rt, sender="someone@example.net", token=first)
+    refusal = [d for _, a, d in audit_actions(rt.sessions) if a == "reply_refused"]
+    assert refusal == [{"reason": "unknown_token", "answered": True}]
+
+
+def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    rt = make_runtime(engine, clock)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    schedule(scheduler, rt)
+    jobs = scheduler.get_jobs()
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job.coalesce is True and job.max_instances == 1
+    assert job.trigger.interval.total_seconds() == 30
