@@ -176,12 +176,12 @@ class LoopbackStack:
 
     def sent(self) -> list[EmailMessage]:
         """Every message the SMTP sink accepted, parsed, in order."""
-        return [_parse(raw) for _from, _rcpts, raw in self.sink.messages]
+        return [parse(raw) for _from, _rcpts, raw in self.sink.messages]
 
     def sent_to(self, address: str) -> list[EmailMessage]:
         address = address.lower()
         return [
-            _parse(raw) for _from, rcpts, raw in self.sink.messages
+            parse(raw) for _from, rcpts, raw in self.sink.messages
             if address in (r.lower() for r in rcpts)
         ]
 
@@ -225,7 +225,7 @@ def _body(message: EmailMessage) -> str:
     return part.get_content() if part is not None else ""
 
 
-def _parse(raw: bytes) -> EmailMessage:
+def parse(raw: bytes) -> EmailMessage:
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
