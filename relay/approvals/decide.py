@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from relay import compose
 from relay.approvals import texts
 from relay.approvals.requests import approvers_of
-from relay.config import Config, PartnerConfig
+from relay.config import Config
 from relay.runtime import Runtime
 from storage import audit
 from storage.models import QueueItem
@@ -92,58 +92,16 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
               now: datetime) -> None:
     if decision.outcome == "reject":
         answer_reporter(rt, session, item, now)
-    elif decision.outcome == "partner_only":
-        forward_to_partners(rt, session, item, now)
-    elif item.kind == "reply_to_alert":
+    elif item.kind == "reply_to_alert" and decision.outcome == "approve":
         from relay.delivery.alerts import forward_reply
 
         forward_reply(rt, session, item, now=now)
     else:
         from relay.delivery.alerts import publish_alert
 
+        # Partner-only: target_wards is [], so the alert reaches the partners and no member.
         alert = publish_alert(rt, session, item, decided_by=actor, now=now)
         log.info("queue item %s published as alert %s", item.id, getattr(alert, "id", None))
-
-
-def partner_address(partner: PartnerConfig, wards: list[str]) -> str | None:
-    """The ward's own address at the partner (e.g. the wijkagent), else the general one."""
-    for slug in wards:
-        if slug in partner.ward_forward_to:
-            return partner.ward_forward_to[slug].lower()
-    return partner.forward_to
-
-
-def forward_to_partners(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> list[str]:
-    """Pass an item to the named partners only (no member alert), without the reporter's address."""
-    config = rt.config
-    sent = []
-    for kind in item.partners or []:
-        partner = config.partner(kind)
-        address = partner_address(partner, item.proposed_wards or []) if partner else None
-        if address is None:
-            log.error("queue item %s: no forward_to address for partner %s", item.id, kind)
-            continue
-        rendered = rt.templates.render("approval_partner_forward", texts.language_of(config),
-                                       **_partner_context(rt, item))
-        raw = compose.notice(config, to=address, subject=rendered.subject, body=rendered.body, now=now,
-                             reply_to=config.network.address)
-        enqueue_notice(session, recipient=address, raw=raw, purpose="partner_forward", now=now)
-        sent.append(address)
-    return sent
-
-
-def _partner_context(rt: Runtime, item: QueueItem) -> dict[str, Any]:
-    language = texts.language_of(rt.config)
-    message = item.message
-    text = item.edited_text or (message.body_text if message is not None else None) or ""
-    return {
-        "category": texts.category_label(item.category, language),
-        "wards": texts.ward_names(rt.config, item.proposed_wards or [], language),
-        "original_subject": compose.header_safe((message.subject if message else None) or ""),
-        "text": text.strip(),
-        "reason": item.reason,
-        "received": texts.local_time(item.created_at),
-    }
 
 
 def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> None:
