@@ -98,8 +98,11 @@ class LoopbackStack:
         clock: Clock | None = None,
         dovecot: PrivateDovecot | None = None,
         config: dict[str, Any] | None = None,
+        mailbox_user: str = NETWORK_ADDRESS,
     ) -> None:
         self.workdir = workdir
+        # The IMAP login; tests sharing one Dovecot give each stack its own.
+        self.mailbox_user = mailbox_user
         self.clock = clock or SystemClock()
         self._own_dovecot = dovecot is None
         self.dovecot = dovecot or PrivateDovecot()
@@ -112,7 +115,7 @@ class LoopbackStack:
     def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.dovecot.start()
-        password = self.dovecot.add_user(NETWORK_ADDRESS)
+        password = self.dovecot.add_user(self.mailbox_user)
         secret = self.workdir / "imap.secret"
         secret.write_text(password)
         secret.chmod(0o600)
@@ -143,7 +146,7 @@ class LoopbackStack:
         config = base_config(self.workdir)
         config["imap"] = {
             "host": "127.0.0.1", "port": self.dovecot.port, "ssl": False, "starttls": False,
-            "username": NETWORK_ADDRESS, "password_file": str(imap_secret),
+            "username": self.mailbox_user, "password_file": str(imap_secret),
             "mailbox": "INBOX", "processed_folder": "Verwerkt", "timeout_seconds": 10.0,
         }
         config["smtp"] = {
@@ -168,7 +171,7 @@ class LoopbackStack:
     # -- mail in, mail out --------------------------------------------------
     def mail_in(self, raw: bytes) -> None:
         """A message arrives in the network mailbox (IMAP APPEND to INBOX)."""
-        self.dovecot.deliver(NETWORK_ADDRESS, raw)
+        self.dovecot.deliver(self.mailbox_user, raw)
 
     def run_once(self) -> PassResult:
         assert self.daemon is not None
