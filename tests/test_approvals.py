@@ -151,7 +151,7 @@ def _alert(rt_sessions: object, clock: FrozenClock) -> int:
         alert = Alert(
             queue_item_id=None, wards=["maaspoort"], source="police", source_label="Politie Oost-Brabant",
             original_sender="wijkagent@politie.nl", category="info", urgency="normal", subject="Getuigen gezocht",
-            body="Wie heeft iets gezien?", attachments=[], message_id_header="<alert-7.abc@example.org>",
+            body="Wie heeft iets gezien?", attachments=[], message_id_header="<alert-k3lmn4@example.org>",
             tag="k3lmn4", created_at=clock.now(),
         )
         session.add(alert)
@@ -163,8 +163,8 @@ def test_member_reply_to_an_alert_is_linked_by_references(engine: Engine, clock:
     rt = make_runtime(engine, clock)
     alert_id = _alert(rt.sessions, clock)
     raw = report(subject="Re: Getuigen gezocht", body="Ik zag een scooter wegrijden.",
-                 **{"In-Reply-To": "<alert-7.abc.m42@example.org>",
-                    "References": "<other@example.net> <alert-7.abc.m42@example.org>"})
+                 **{"In-Reply-To": "<alert-k3lmn4.42@example.org>",
+                    "References": "<other@example.net> <alert-k3lmn4.42@example.org>"})
     item_id = hold_message(rt, raw, category="info", wards=())
     stored = item(rt.sessions, item_id)
     assert stored.kind == "reply_to_alert" and stored.alert_id == alert_id

@@ -8,14 +8,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from relay.approvals import Decision, decide
 from relay.approvals.cli import queue_approve, queue_list, queue_reject, queue_show
 from relay.clock import FrozenClock
 from relay.runtime import Runtime
 from storage.db import make_engine, migrate
-from storage.models import QueueItem
+from storage.models import Alert, Member, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
     BERT,
@@ -168,3 +168,62 @@ def test_operator_decisions_are_audited_and_refused_twice(engine: Engine, clock:
     assert queue_reject(rt, rejected, None, "operator:piet", io.StringIO()) == 1
     assert "already rejected" in capsys.readouterr().err
     assert queue_approve(rt, 9999, "piet", io.StringIO()) == 1
+
+
+# ---------------------------------------------------------------- approval publishes
+
+
+def _members(rt: Runtime, *rows: tuple[str, str]) -> None:
+    with rt.sessions() as session, session.begin():
+        for index, (email_address, ward) in enumerate(rows):
+            session.add(Member(email=email_address, name=None, ward=ward, status="active",
+                               unsubscribe_token=f"unsub{index:03d}", joined_at=rt.clock.now()))
+
+
+def test_approval_publishes_an_alert_to_every_member_of_the_target_wards(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    _members(rt, ("a@example.net", "maaspoort"), ("b@example.net", "maaspoort"), ("c@example.net", "empel"))
+    item_id = hold_message(rt, report())
+    assert _decide(rt, item_id, Decision("approve", target_wards=["empel", "maaspoort"], partners=["police"]), ANNA)
+    with rt.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.queue_item_id == item_id and alert.wards == ["empel", "maaspoort"]
+        assert alert.body == "Vannacht is er ingebroken in mijn schuur."
+    assert sorted(sent.recipient for sent in outbox(rt.sessions, "alert")) == [
+        "a@example.net", "b@example.net", "c@example.net"]
+    assert [sent.recipient for sent in outbox(rt.sessions, "partner_forward")] == ["wijkagent@politie.nl"]
+    stored = item(rt.sessions, item_id)
+    assert stored.status == "approved" and stored.alert_id == alert.id and stored.partners == ["police"]
+    told = outbox(rt.sessions, "approval_decided")
+    assert [sent.recipient for sent in told] == [BERT] and "Empel, Maaspoort" in told[0].body
+
+
+def test_edited_text_replaces_the_original(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    _members(rt, ("a@example.net", "maaspoort"))
+    item_id = hold_message(rt, report(body="Ingebroken bij Marathonloop 12, bel 06-12345678."))
+    assert _decide(rt, item_id, Decision("approve", edited_text="Inbraak in een schuur aan de Marathonloop."), ANNA)
+    with rt.sessions() as session:
+        assert session.scalars(select(Alert)).one().body == "Inbraak in een schuur aan de Marathonloop."
+
+
+def test_approved_reply_to_an_alert_goes_to_its_original_sender_only(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    _members(rt, ("a@example.net", "maaspoort"), (MEMBER, "maaspoort"))
+    police = hold_message(rt, report(subject="Getuigen gezocht", body="Wie zag iets?", sender="agent@politie.nl"),
+                          source="police", partner="Politie Oost-Brabant", category="info")
+    assert _decide(rt, police, Decision("approve"), ANNA)
+    with rt.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        tag, alert_id = alert.tag, alert.id
+    raw = report(subject="Re: Getuigen gezocht", body="Ik zag een scooter.",
+                 **{"In-Reply-To": f"<alert-{tag}.2@example.org>"})
+    reply_item = hold_message(rt, raw, category="info", wards=())
+    stored = item(rt.sessions, reply_item)
+    assert stored.kind == "reply_to_alert" and stored.alert_id == alert_id
+    alerts_before = len(outbox(rt.sessions, "alert"))
+    assert _decide(rt, reply_item, Decision("approve"), BERT)
+    forwarded = outbox(rt.sessions, "reply_forward")
+    assert [sent.recipient for sent in forwarded] == ["agent@politie.nl"]
+    assert "Ik zag een scooter." in forwarded[0].body
+    assert len(outbox(rt.sessions, "alert")) == alerts_before  # not to the ward
