@@ -1,0 +1,229 @@
+"""From an approved queue item to an alert and its outbox rows.
+
+``publish_alert`` writes everything the fan-out needs in the caller's
+transaction: the Alert, one outbox row per active member of the target wards
+(rendered only at send time, so 5000 members cost 5000 small rows, not 5000
+messages), and one complete notice per partner the coordinator named.
+Nothing here talks SMTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from relay import compose
+from relay.approvals.texts import category_label
+from relay.config import Config, PartnerConfig
+from relay.mime import Attachment, parse_mail
+from relay.runtime import Runtime
+from relay.tokens import new_token
+from storage import audit
+from storage.members import active_members_of_wards, member_by_email
+from storage.models import Alert, Delivery, Member, Message, QueueItem
+from storage.outbox import enqueue_notice
+
+log = logging.getLogger("binrelay.delivery")
+
+PARTNER_SOURCES = ("police", "municipality")
+RESIDENT_LABEL = {"nl": "een buurtbewoner uit {ward}", "en": "a resident of {ward}"}
+COORDINATOR_LABEL = {"nl": "een coördinator uit {ward}", "en": "a coordinator in {ward}"}
+
+
+def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by: str, now: datetime) -> Alert:
+    """Create the Alert, its per-member outbox rows and the partner notices; the caller commits."""
+    config = rt.config
+    message = item.message
+    wards = sorted(set(item.target_wards if item.target_wards is not None else item.proposed_wards or []))
+    sender = message.from_address.lower() if message is not None and message.from_address else None
+    reporter = member_by_email(session, sender) if sender else None
+    alert = Alert(
+        queue_item_id=item.id,
+        wards=wards,
+        source=item.source,
+        source_label=source_label(config, item.source, _home_ward(reporter, wards), partner_name(config, item),
+                                  "nl"),
+        original_sender=sender,
+        category=item.category,
+        urgency=item.urgency or "normal",
+        subject=compose.header_safe((message.subject if message is not None else None) or ""),
+        body=item.edited_text if item.edited_text is not None else _text_of(message),
+        attachments=passing_attachments(config, item.source, message),
+        created_at=now,
+    )
+    alert.tag = new_token()
+    alert.message_id_header = f"<alert-{alert.tag}@{config.network.domain}>"
+    session.add(alert)
+    session.flush()
+    members = [m for m in active_members_of_wards(session, wards) if wants(m, alert)]
+    _enqueue_members(session, alert, members, now)
+    partners = _notify_partners(rt, session, item, alert, reporter, now)
+    alert.fanned_out_at = now
+    item.alert_id = item.alert_id or alert.id
+    audit.record(session, at=now, actor=decided_by, action="alert_published", queue_item_id=item.id,
+                 message_id=item.message_id, alert_id=alert.id, wards=wards, members=len(members),
+                 partners=partners)
+    log.info("alert %s for %s: %d members, %d partner notices", alert.id, ",".join(wards) or "-",
+             len(members), len(partners))
+    return alert
+
+
+def forward_reply(rt: Runtime, session: Session, item: QueueItem, *, now: datetime) -> Delivery | None:
+    """Pass an approved member reply to the alert's original sender (never to the ward)."""
+    config = rt.config
+    recipient = (item.proposed_recipient or "").strip().lower()
+    if not recipient:
+        log.error("queue item %s: a reply to an alert without a recipient; nothing sent", item.id)
+        return None
+    alert = session.get(Alert, item.alert_id) if item.alert_id is not None else None
+    message = item.message
+    sender = message.from_address.lower() if message is not None and message.from_address else None
+    reporter = member_by_email(session, sender) if sender else None
+    language = config.network.language
+    rendered = rt.templates.render(
+        "partner_forward_reply", language,
+        alert_subject=alert.subject if alert is not None else "",
+        alert_date=alert.created_at if alert is not None else None,
+        text=item.edited_text if item.edited_text is not None else _text_of(message),
+        contact=_contact(message, reporter, config),
+    )
+    raw = compose.notice(
+        config, to=recipient, subject=rendered.subject, body=rendered.body, now=now,
+        reply_to=sender or config.network.address,
+        in_reply_to=alert.message_id_header if alert is not None else None,
+    )
+    row = enqueue_notice(session, recipient=recipient, raw=raw, purpose="reply_forward", now=now)
+    audit.record(session, at=now, actor="system", action="reply_forwarded", queue_item_id=item.id,
+                 message_id=item.message_id, alert_id=item.alert_id)
+    return row
+
+
+# ---------------------------------------------------------------- the alert's content
+
+
+def partner_name(config: Config, item: QueueItem) -> str | None:
+    classification = item.message.classification if item.message is not None else None
+    if classification is not None and classification.partner_name:
+        return classification.partner_name
+    partner = config.partner(item.source) if item.source in PARTNER_SOURCES else None
+    return partner.name if partner else None
+
+
+def source_label(config: Config, source: str, ward: str | None, partner: str | None, language: str) -> str:
+    """Who the alert is from, as members read it: the partner's name or "a resident of <ward>"."""
+    if source in PARTNER_SOURCES and partner:
+        return partner
+    ward_config = config.ward(ward) if ward else None
+    ward_name = ward_config.name if ward_config else ("de buurt" if language == "nl" else "the neighbourhood")
+    labels = COORDINATOR_LABEL if source == "coordinator" else RESIDENT_LABEL
+    return labels.get(language, labels["nl"]).format(ward=ward_name)
+
+
+def passing_attachments(config: Config, source: str, message: Message | None) -> list[dict[str, Any]]:
+    """Partners' attachments pass; residents' only when the operator allows it (privacy)."""
+    if message is None or not message.raw:
+        return []
+    if source not in PARTNER_SOURCES and not config.delivery.resident_attachments:
+        return []
+    mail = parse_mail(message.raw, config.limits.max_message_bytes)
+    return [_attachment_ref(part) for part in mail.attachments if part.disposition == "attachment" or part.filename]
+
+
+def _attachment_ref(part: Attachment) -> dict[str, Any]:
+    return {"filename": part.filename, "content_type": part.content_type, "index": part.part_index}
+
+
+def wants(member: Member, alert: Alert) -> bool:
+    """The member's preferences: ``urgent_only`` and ``categories`` (urgent alerts always pass)."""
+    preferences = member.preferences or {}
+    if alert.urgency == "urgent":
+        return True
+    if preferences.get("urgent_only"):
+        return False
+    categories = preferences.get("categories")
+    return not categories or (alert.category or "other") in categories
+
+
+def _text_of(message: Message | None) -> str:
+    return (message.body_text if message is not None else None) or ""
+
+
+def _home_ward(reporter: Member | None, wards: list[str]) -> str | None:
+    if reporter is not None:
+        return reporter.ward
+    return wards[0] if wards else None
+
+
+def _enqueue_members(session: Session, alert: Alert, members: list[Member], now: datetime) -> None:
+    rows = [
+        {"alert_id": alert.id, "member_id": m.id, "recipient": m.email.lower(), "purpose": "alert",
+         "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+        for m in members
+    ]
+    if rows:
+        session.execute(insert(Delivery), rows)
+
+
+# ---------------------------------------------------------------- partners
+
+
+def partner_address(partner: PartnerConfig, wards: list[str]) -> str | None:
+    """The ward's own address at the partner (e.g. the wijkagent), else the general one."""
+    for slug in wards:
+        if slug in partner.ward_forward_to:
+            return partner.ward_forward_to[slug].lower()
+    return partner.forward_to
+
+
+def _notify_partners(rt: Runtime, session: Session, item: QueueItem, alert: Alert, reporter: Member | None,
+                     now: datetime) -> list[str]:
+    config = rt.config
+    sent = []
+    for kind in item.partners or []:
+        partner = config.partner(kind)
+        address = partner_address(partner, alert.wards) if partner else None
+        if address is None:
+            log.error("alert %s: no forward_to address for partner %s", alert.id, kind)
+            continue
+        language = config.network.language
+        rendered = rt.templates.render(
+            "partner_forward", language,
+            category=category_label(alert.category, language),
+            urgent=alert.urgency == "urgent",
+            wards=", ".join(w.name if (w := config.ward(s)) else s for s in alert.wards),
+            subject=alert.subject,
+            text=alert.body or "",
+            contact=_contact(item.message, reporter, config),
+            attachments=len(alert.attachments),
+        )
+        raw = compose.notice(config, to=address, subject=rendered.subject, body=rendered.body, now=now,
+                             reply_to=alert.original_sender or config.network.address,
+                             extra_headers={"X-BIN-Alert": alert.tag})
+        enqueue_notice(session, recipient=address, raw=raw, purpose="partner_forward", now=now)
+        sent.append(address)
+    return sent
+
+
+def _contact(message: Message | None, reporter: Member | None, config: Config) -> dict[str, str]:
+    """The reporter's contact details, for partners only (the police may need them)."""
+    contact: dict[str, str] = {}
+    if message is not None and message.raw:
+        mail = parse_mail(message.raw, config.limits.max_message_bytes)
+        if mail.from_addresses:
+            name, address = mail.from_addresses[0]
+            if name:
+                contact["name"] = compose.header_safe(name)
+            contact["email"] = address
+    if reporter is not None:
+        if reporter.name:
+            contact["name"] = reporter.name
+        contact["email"] = reporter.email
+        ward = config.ward(reporter.ward)
+        contact["ward"] = ward.name if ward else reporter.ward
+        if reporter.postcode:
+            contact["postcode"] = reporter.postcode
+    return contact
