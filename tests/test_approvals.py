@@ -195,3 +195,28 @@ def test_the_network_address_is_not_asked_to_reply(engine: Engine, clock: Frozen
     rt = make_runtime(engine, clock)
     hold_message(rt, report())
     assert all(sent.recipient != NETWORK for sent in outbox(rt.sessions))
+
+
+def test_a_flooding_sender_yields_one_summary_request(engine: Engine, clock: FrozenClock) -> None:
+    from relay.approvals import hold
+    from relay.flood import over_limit
+    from relay.mime import parse_mail
+    from tests.test_approvals_helpers import store
+
+    config = parse_config(config_dict(limits={"sender_messages_per_hour": 2}))
+    rt = make_runtime(engine, clock, config)
+    for number in range(5):
+        raw = report(subject=f"Melding {number}")
+        with rt.sessions() as session, session.begin():
+            message = store(rt, session, raw)
+            assert message.classification is not None
+            if not over_limit(rt, session, message, message.classification):
+                hold(rt, session, message, parse_mail(raw), message.classification)
+    with rt.sessions() as session:
+        items = list(session.scalars(select(QueueItem).order_by(QueueItem.id)))
+    assert [i.kind for i in items] == ["report", "report", "flood_summary"]
+    flood = next(w for w in items[2].warnings if w["kind"] == "flood")
+    assert flood["count"] == 5 and flood["sender"] == MEMBER
+    requests = outbox(rt.sessions, "approval_request")
+    assert len(requests) == 3 * 2  # two reports and one summary, each to the two coordinators
+    assert "meer berichten dan toegestaan" in requests[-1].body
