@@ -232,6 +232,9 @@ class DeliveryConfig(_Section):
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     batch_size: int = Field(default=500, ge=1)
+    # A claimed batch belongs to its process this long; then (after a crash)
+    # another process may take it over. Far longer than one batch takes.
+    claim_lease_seconds: float = Field(default=300.0, gt=0)
 
 
 class LimitsConfig(_Section):
