@@ -126,8 +126,16 @@ class PrivateDovecot:
         self._terminate(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL the whole server (master and children): a crash."""
+        """SIGKILL the whole server (master and children): a crash.
+
+        A killed imap process can leave an empty ``dovecot-uidlist.lock`` that
+        Dovecot only overrides after two minutes; those are removed so the next
+        ``start()`` serves at once (tests are about the client's recovery).
+        """
         self._terminate(signal.SIGKILL)
+        if self.workdir is not None:
+            for lock in (self.workdir / "mail").rglob("dovecot-uidlist.lock"):
+                lock.unlink(missing_ok=True)
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same mail."""
@@ -151,13 +159,12 @@ class PrivateDovecot:
         password = password or secrets.token_hex(8)
         self._passwords[username] = password
         uid, gid = self._mail_owner()
-        lines = [
-            f"{user}:{{PLAIN}}{pw}:{uid}:{gid}::{self.workdir / 'mail' / user}"
-            for user, pw in self._passwords.items()
-        ]
-        users_file = self.workdir / "users"
-        tmp = users_file.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
+        # One passwd-file per user: Dovecot caches a shared file by mtime and size,
+        # so a user added in the same second with the same line length stays unseen.
+        line = f"{username}:{{PLAIN}}{password}:{uid}:{gid}::{self.workdir / 'mail' / username}\n"
+        users_file = self.workdir / "passwd" / username
+        tmp = users_file.with_name(f".{username}.tmp")
+        tmp.write_text(line)
         tmp.chmod(0o644)
         os.replace(tmp, users_file)
         return password
@@ -229,13 +236,11 @@ class PrivateDovecot:
         base = "/tmp" if os.geteuid() == 0 else None  # auth workers must reach it
         self.workdir = Path(tempfile.mkdtemp(prefix="binrelay-dovecot-", dir=base))
         self.workdir.chmod(0o755)
-        for sub in ("run", "state", "mail"):
+        for sub in ("run", "state", "mail", "passwd"):
             (self.workdir / sub).mkdir(mode=0o755)
         uid, gid = self._mail_owner()
         if os.geteuid() == 0:
             os.chown(self.workdir / "mail", uid, gid)
-        (self.workdir / "users").write_text("")
-        (self.workdir / "users").chmod(0o644)
 
     def _config_text(self) -> str:
         assert self.workdir is not None and self.port is not None
@@ -253,8 +258,8 @@ class PrivateDovecot:
             "mail_fsync = never",  # a throw-away test server
             "mail_max_userip_connections = 200",
             "first_valid_uid = 1",
-            f"passdb {{\n  driver = passwd-file\n  args = {tmp}/users\n}}",
-            f"userdb {{\n  driver = passwd-file\n  args = {tmp}/users\n}}",
+            f"passdb {{\n  driver = passwd-file\n  args = {tmp}/passwd/%u\n}}",
+            f"userdb {{\n  driver = passwd-file\n  args = {tmp}/passwd/%u\n}}",
             f"service imap-login {{\n  inet_listener imap {{\n    port = {self.port}\n  }}\n}}",
             f"protocol imap {{\n  imap_capability = {' '.join(self.capabilities)}\n}}",
         ]

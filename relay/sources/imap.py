@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -175,12 +176,14 @@ class ImapSource:
     def _drain(self) -> None:
         """Store and move everything in the inbox that is new; stop when a search finds nothing."""
         assert self._client is not None
+        self._client.noop()  # Dovecot shows mail from other sessions on NOOP, not on SEARCH
         if self._recheck_below_last and self._last_uid > 0:
             self._process(self._search(1, self._last_uid))
         self._recheck_below_last = False
         while uids := self._search(self._last_uid + 1, None):
             for batch in _chunks(uids, self.cfg.fetch_batch):
                 self._process(batch)
+            self._client.noop()
 
     def _search(self, first: int, last: int | None) -> list[int]:
         """UIDs in [first, last] (``N:*`` always matches the highest UID, so filter)."""
@@ -258,11 +261,33 @@ class ImapSource:
                     client.idle()
                     started = now
                 responses = client.idle_check(timeout=min(IDLE_SLICE_SECONDS, deadline - now))
+                _raise_if_gone(client, responses)
                 if any(_announces_mail(response) for response in responses):
                     return
         finally:
             if self._client is client:
                 client.idle_done()
+
+
+def _raise_if_gone(client: IMAPClient, responses: list[object]) -> None:
+    """imapclient's idle_check swallows EOF; notice a BYE or a closed socket ourselves."""
+    if any(isinstance(r, tuple) and r and r[0] == b"BYE" for r in responses):
+        raise ConnectionError("server said BYE")
+    if responses:
+        return
+    sock = client.socket()
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    if not poller.poll(0):
+        return  # nothing to read: the connection is alive
+    # Readable yet idle_check read nothing: peek below any TLS layer for the end of stream.
+    # (socket.recv would first wait out the socket's timeout; poll said it will not block.)
+    try:
+        peeked = socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return
+    if peeked == b"":
+        raise ConnectionError("server closed the connection")
 
 
 def _announces_mail(response: object) -> bool:
