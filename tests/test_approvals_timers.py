@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from relay.approvals import Decision, decide, run_due, schedule
 from relay.clock import FrozenClock
 from relay.config import parse_config
+from relay.runtime import Runtime
+from storage.db import make_engine, migrate
 from storage.models import QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
@@ -148,3 +153,37 @@ def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) ->
     job = jobs[0]
     assert job.coalesce is True and job.max_instances == 1
     assert job.trigger.interval.total_seconds() == 30
+
+
+@pytest.fixture
+def any_engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_two_processes_running_timers_at_once_remind_once(any_engine: Engine, clock: FrozenClock) -> None:
+    first, second = make_runtime(any_engine, clock), make_runtime(any_engine, clock)
+    for number in range(4):
+        hold_message(first, report(subject=f"Melding {number}"))
+    clock.advance(hours=4)
+    barrier = threading.Barrier(2, timeout=30)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(rt: Runtime) -> None:
+        try:
+            barrier.wait()
+            counts.append(run_due(rt))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(rt,)) for rt in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert sum(counts) == 4
+    assert len(outbox(first.sessions, "approval_reminder")) == 4 * 2
