@@ -1,6 +1,7 @@
 """Run an ImapSource forever in its own process, so a test can SIGKILL it anywhere.
 
     python -m tests.faults.ingest_worker DB_URL HOST PORT USERNAME PASSWORD_FILE FETCH_BATCH
+    python -m tests.faults.ingest_worker --maildir DB_URL MAILDIR PROCESSED
 
 Prints "ready" once connected and working; never exits by itself.
 """
@@ -13,13 +14,25 @@ from pathlib import Path
 
 from relay.backoff import Backoff
 from relay.clock import SystemClock
-from relay.config import ImapConfig
+from relay.config import ImapConfig, MaildirConfig
 from relay.ingest import Ingestor
 from relay.sources.imap import ImapSource
+from relay.sources.maildir import MaildirSource
 from storage.db import make_engine, session_factory
 
 
+def run_forever(source: ImapSource | MaildirSource) -> None:
+    wake = threading.Event()
+    print("ready", flush=True)
+    while True:
+        source.run_once()
+        source.wait_for_mail(0.2, wake)
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "--maildir":
+        maildir_main(argv[1:])
+        return
     db_url, host, port, username, password_file, batch = argv
     cfg = ImapConfig(
         host=host, port=int(port), ssl=False, username=username,
@@ -28,11 +41,14 @@ def main(argv: list[str]) -> None:
     sessions = session_factory(make_engine(db_url))
     clock = SystemClock()
     source = ImapSource(cfg, Ingestor(sessions, clock, 10**7), sessions, clock, backoff=Backoff(0.05, 0.5))
-    wake = threading.Event()
-    print("ready", flush=True)
-    while True:
-        source.run_once()
-        source.wait_for_mail(0.2, wake)
+    run_forever(source)
+
+
+def maildir_main(argv: list[str]) -> None:
+    db_url, path, processed = argv
+    sessions = session_factory(make_engine(db_url))
+    cfg = MaildirConfig(path=Path(path), processed=Path(processed))
+    run_forever(MaildirSource(cfg, Ingestor(sessions, SystemClock(), 10**7), backoff=Backoff(0.05, 0.5)))
 
 
 if __name__ == "__main__":
