@@ -214,8 +214,8 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
     return {
         "item": item,
         "kind": item.kind,
-        "sender": sender_label(config, item, message, mail, language),
-        "sender_address": sender_of(message, mail) if mail is not None else None,
+        "sender": sender_label(session, config, item, message, mail, language),
+        "network_wide": bool(config.network.coordinators),
         "unknown_sender": item.kind == "unknown_sender",
         "category": texts.category_label(item.category, language),
         "urgency": texts.URGENCY_LABELS[language].get(item.urgency, item.urgency),
@@ -243,18 +243,24 @@ def _subject_of(message: Message | None, mail: ParsedMail | None) -> str:
     return (message.subject or "") if message is not None else ""
 
 
-def sender_label(config: Config, item: QueueItem, message: Message | None, mail: ParsedMail | None,
-                 language: str) -> str:
+def sender_label(session: Session, config: Config, item: QueueItem, message: Message | None,
+                 mail: ParsedMail | None, language: str) -> str:
+    """Who sent it, as the coordinator sees it: a partner's name, an unknown address
+    (flagged), or "buurtbewoner uit <ward>" -- a member's address is never shown."""
     address = (sender_of(message, mail) if mail is not None else None) or "?"
     cls = message.classification if message is not None else None
     if item.source in ("police", "municipality"):
         return (cls.partner_name if cls and cls.partner_name else None) or texts.PARTNER_LABELS[language][item.source]
     if item.source == "unknown":
         return f"ONBEKENDE afzender {address}" if language == "nl" else f"UNKNOWN sender {address}"
-    ward = texts.ward_names(config, (cls.wards if cls else []) or item.proposed_wards, language)
     if item.source == "coordinator":
         return f"coördinator {address}" if language == "nl" else f"coordinator {address}"
-    return f"buurtbewoner uit {ward} ({address})" if language == "nl" else f"resident of {ward} ({address})"
+    from storage.members import member_by_email
+
+    member = member_by_email(session, address) if address != "?" else None
+    home = [member.ward] if member is not None else (cls.wards if cls else []) or item.proposed_wards or []
+    ward = texts.ward_names(config, home[:1], language) if home else ("de buurt" if language == "nl" else "the area")
+    return f"buurtbewoner uit {ward}" if language == "nl" else f"resident of {ward}"
 
 
 def _explanation(message: Message | None) -> list[str]:
