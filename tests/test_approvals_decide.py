@@ -6,6 +6,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -227,3 +228,37 @@ def test_approved_reply_to_an_alert_goes_to_its_original_sender_only(engine: Eng
     assert [sent.recipient for sent in forwarded] == ["agent@politie.nl"]
     assert "Ik zag een scooter." in forwarded[0].body
     assert len(outbox(rt.sessions, "alert")) == alerts_before  # not to the ward
+
+
+def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import rules
+
+    if not hasattr(rules, "Classifier"):
+        pytest.skip("rules.Classifier has not landed yet (the command line builds a full runtime)")
+    from relay.cli import main
+
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    config_file = tmp_path / "binrelay.toml"
+    config_file.write_text(
+        '[network]\nname = "BIN Test"\naddress = "bin@example.org"\ncoordinators = ["kees@example.org"]\n'
+        '[imap]\nhost = "127.0.0.1"\nusername = "bin@example.org"\npassword_env = "X_IMAP"\n'
+        '[smtp]\nhost = "127.0.0.1"\n'
+        f'[database]\nurl = "{url}"\n'
+        '[[wards]]\nslug = "maaspoort"\nname = "Maaspoort"\ncoordinators = ["anna@example.org"]\n',
+        encoding="utf-8",
+    )
+    engine = make_engine(url)
+    migrate(engine)
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report(subject="Via de opdrachtregel"))
+    capsys.readouterr()
+    assert main(["--config", str(config_file), "queue", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["id"], row["subject"]) for row in rows] == [(item_id, "Via de opdrachtregel")]
+    assert main(["--config", str(config_file), "queue", "reject", str(item_id), "--reason", "dubbel"]) == 0
+    assert main(["--config", str(config_file), "queue", "approve", str(item_id)]) == 1
+    assert main(["--config", str(config_file), "queue", "show", "424242"]) == 1
+    stored = item(rt.sessions, item_id)
+    assert stored.status == "rejected" and stored.reason == "dubbel" and (stored.decided_by or "").startswith("operator:")
+    engine.dispose()
