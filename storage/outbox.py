@@ -2,15 +2,26 @@
 
 Alerts have one row per (alert, recipient) and are rendered at send time;
 notices (approval requests, answers, confirmations) carry their full bytes.
+
+Several processes may deliver from one database. A process claims a batch of
+due rows (``claimed_by``/``claimed_until``): on PostgreSQL with
+``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait for or
+take each other's rows; on SQLite the session's transaction already begins
+IMMEDIATE (storage.db), so one claimer at a time. A claim whose lease ran out
+(its process died) is due again. These functions never commit.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Delivery
+
+MAX_ERROR_CHARS = 1000
 
 
 def enqueue_notice(
@@ -28,3 +39,84 @@ def enqueue_notice(
     )
     session.add(row)
     return row
+
+
+def claim_due(session: Session, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+    """Take up to ``limit`` due rows for ``worker`` until ``now + lease``; oldest first."""
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.scalars(query))
+    if rows:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([row.id for row in rows]))
+            .values(claimed_by=worker, claimed_until=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        for row in rows:
+            row.claimed_by, row.claimed_until = worker, now + lease
+    return rows
+
+
+def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
+    """The server accepted these: never send them again."""
+    if not delivery_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)))
+        .values(status="sent", sent_at=now, attempts=Delivery.attempts + 1, claimed_by=None,
+                claimed_until=None, last_error=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_retry(session: Session, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
+    """A temporary failure: due again at ``next_attempt_at``."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(attempts=Delivery.attempts + 1, next_attempt_at=next_attempt_at,
+                last_error=error[:MAX_ERROR_CHARS], claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_failed(session: Session, delivery_id: int, error: str) -> None:
+    """A permanent failure (5xx, out of attempts, recipient gone): never tried again."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(status="failed", attempts=Delivery.attempts + 1, last_error=error[:MAX_ERROR_CHARS],
+                claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, delivery_ids: Sequence[int], worker: str) -> None:
+    """Give back claimed rows that were not tried (a stop request): due again at once."""
+    if not delivery_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.claimed_by == worker, Delivery.status == "pending")
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def pending_count(session: Session, alert_id: int | None = None) -> int:
+    query = select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
+    if alert_id is not None:
+        query = query.where(Delivery.alert_id == alert_id)
+    return int(session.scalar(query) or 0)
