@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -261,4 +264,61 @@ def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
     assert main(["--config", str(config_file), "queue", "show", "424242"]) == 1
     stored = item(rt.sessions, item_id)
     assert stored.status == "rejected" and stored.reason == "dubbel" and (stored.decided_by or "").startswith("operator:")
+    engine.dispose()
+
+
+RACER = """
+import json, sys, time
+from datetime import datetime, timezone
+from relay.approvals import Decision, decide
+from relay.clock import FrozenClock
+from storage.db import make_engine
+from storage.models import QueueItem
+from tests.test_approvals_helpers import make_runtime
+
+url, item_id, actor, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rt = make_runtime(make_engine(url), FrozenClock(datetime(2026, 11, 23, 9, 5, tzinfo=timezone.utc)))
+with rt.sessions() as session, session.begin():
+    item = session.get(QueueItem, item_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            open(start).close()
+            break
+        except FileNotFoundError:
+            time.sleep(0.005)
+    won = decide(rt, session, item, Decision("reject", reason="door " + actor), actor=actor, now=rt.clock.now())
+print(json.dumps({"actor": actor, "won": won}))
+"""
+
+
+@pytest.mark.postgres
+def test_two_processes_deciding_at_once_on_postgresql(postgres_url: str, clock: FrozenClock,
+                                                     tmp_path: Path) -> None:
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    rt = make_runtime(engine, clock)
+    item_id = hold_message(rt, report())
+    start = tmp_path / "go"
+    root = Path(__file__).resolve().parents[1]
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, postgres_url, str(item_id), actor, str(start)],
+                         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for actor in (ANNA, BERT)
+    ]
+    try:
+        time.sleep(1.0)  # both have read the pending item and wait for the start signal
+        start.touch()
+        outputs = [racer.communicate(timeout=60) for racer in racers]
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+    results = [json.loads(out) for out, err in outputs if out.strip()]
+    assert len(results) == 2, [err for _, err in outputs]
+    assert sorted(r["won"] for r in results) == [False, True]
+    winner = next(r["actor"] for r in results if r["won"])
+    stored = item(rt.sessions, item_id)
+    assert stored.decided_by == winner and stored.reason == f"door {winner}"
+    assert [a for a, action, _ in audit_actions(rt.sessions) if action == "rejected"] == [winner]
     engine.dispose()
