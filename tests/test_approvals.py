@@ -221,3 +221,13 @@ def test_a_flooding_sender_yields_one_summary_request(engine: Engine, clock: Fro
     requests = outbox(rt.sessions, "approval_request")
     assert len(requests) == 3 * 2  # two reports and one summary, each to the two coordinators
     assert "meer berichten dan toegestaan" in requests[-1].body
+
+
+def test_alert_tag_in_delivered_to_links_a_bcc_style_reply(engine: Engine, clock: FrozenClock) -> None:
+    rt = make_runtime(engine, clock)
+    alert_id = _alert(rt.sessions, clock)
+    raw = mailgen.message("Re: Getuigen gezocht", "Ik zag iets.", sender=f"Jan <{MEMBER}>", to=NETWORK,
+                          message_id="delivered@example.net",
+                          headers={"Delivered-To": "bin+a-k3lmn4@example.org"})
+    stored = item(rt.sessions, hold_message(rt, raw, category="info"))
+    assert stored.kind == "reply_to_alert" and stored.alert_id == alert_id

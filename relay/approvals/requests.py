@@ -164,10 +164,11 @@ def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
 
 
 def plus_tags(mail: ParsedMail, network_address: str) -> list[str]:
-    """The ``<tag>`` of every ``bin+<tag>@domain`` in To, Cc and Delivered-To."""
+    """The ``<tag>`` of every ``bin+<tag>@domain`` in To, Cc, Delivered-To and X-Original-To."""
     local, _, domain = network_address.lower().partition("@")
     found = []
-    for address in [*mail.to, *mail.cc, *mail.headers("Delivered-To")]:
+    delivered = [*mail.headers("Delivered-To"), *mail.headers("X-Original-To")]
+    for address in [*mail.to, *mail.cc, *delivered]:
         address = address.strip().strip("<>").lower()
         addr_local, _, addr_domain = address.rpartition("@")
         if addr_domain == domain and addr_local.startswith(local + "+"):
