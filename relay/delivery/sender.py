@@ -44,6 +44,14 @@ log = logging.getLogger("binrelay.delivery")
 
 # Most outcomes one writer transaction records at once.
 WRITE_BATCH = 500
+# Accepted-but-not-yet-recorded messages per connection: the most a crash can
+# make us send twice is ``in_flight_limit(connections)``.
+UNRECORDED_PER_CONNECTION = 4
+
+
+def in_flight_limit(connections: int) -> int:
+    """The most messages that can be accepted by the server but not yet marked sent."""
+    return max(8, UNRECORDED_PER_CONNECTION * connections)
 
 
 @dataclass
@@ -80,13 +88,16 @@ class _Pass:
     stats: DeliverStats = field(default_factory=DeliverStats)
     renderers: dict[int, AlertRenderer] = field(default_factory=dict)
     alerts_seen: set[int] = field(default_factory=set)
+    unrecorded: asyncio.Semaphore | None = None  # set inside the loop
+    writer_error: BaseException | None = None
+
+    def stopped(self) -> bool:
+        return self.writer_error is not None or (self.stop is not None and self.stop.is_set())
 
     @property
     def config(self) -> Config:
         return self.rt.config
 
-    def stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
 
 
 def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> DeliverStats:
@@ -101,6 +112,7 @@ def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> Deliver
 
 async def _run(state: _Pass) -> None:
     pool = SmtpPool(state.config.smtp)
+    state.unrecorded = asyncio.Semaphore(in_flight_limit(pool.size))
     try:
         while not state.stopped():
             jobs = await asyncio.to_thread(_claim_batch, state)
@@ -202,8 +214,10 @@ async def _send_batch(state: _Pass, pool: SmtpPool, jobs: list[_Job]) -> None:
         untried.append(todo.get_nowait().delivery_id)
     outcomes.put_nowait(None)
     await writer
-    if untried:
+    if untried and state.writer_error is None:
         await asyncio.to_thread(_release, state, untried)
+    if state.writer_error is not None:
+        raise state.writer_error
 
 
 async def _sender(state: _Pass, pool: SmtpPool, todo: asyncio.Queue[_Job],
@@ -216,6 +230,8 @@ async def _sender(state: _Pass, pool: SmtpPool, todo: asyncio.Queue[_Job],
         else:
             sender = compose.plus_address(state.config.network.address, f"bounce-{job.delivery_id}")
             raw = job.raw or b""
+        assert state.unrecorded is not None
+        await state.unrecorded.acquire()  # released once the writer recorded the outcome
         result = await pool.send(sender, job.recipient, raw)
         outcomes.put_nowait(_Outcome(job, result))
 
@@ -236,8 +252,16 @@ async def _writer(state: _Pass, outcomes: asyncio.Queue[_Outcome | None]) -> Non
                 done = True
             else:
                 group.append(item)
-        if group:
+        if not group:
+            continue
+        try:
             await asyncio.to_thread(_record, state, group)
+        except Exception as error:  # stop the pass; the rows' leases run out, others retry them
+            log.exception("delivery: recording %d outcomes failed; stopping this pass", len(group))
+            state.writer_error = state.writer_error or error
+        assert state.unrecorded is not None
+        for _ in group:
+            state.unrecorded.release()
 
 
 def _record(state: _Pass, group: list[_Outcome]) -> None:
