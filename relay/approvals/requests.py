@@ -226,7 +226,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "explanation": _explanation(message),
         "warnings": texts.warning_lines(item.warnings or [], language),
         "appearance_advice": _appearance_advice(item, language),
-        "text": texts.trim_text(item.edited_text or (mail.text if mail else ""), MAX_REQUEST_TEXT, language),
+        "text": texts.trim_text(item.edited_text or _text_of(message, mail), MAX_REQUEST_TEXT, language),
         "attachments": [
             f"{a.filename or '(naamloos)'} ({a.content_type}, {texts.human_size(a.size)})"
             for a in (mail.attachments if mail else [])
@@ -236,6 +236,13 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "expires": texts.local_time(item.expires_at),
         "received": texts.local_time(item.created_at),
     }
+
+
+def _text_of(message: Message | None, mail: ParsedMail | None) -> str:
+    """The message text; the stored normalised body once the raw bytes are purged."""
+    if mail is not None:
+        return mail.text
+    return (message.body_text or "") if message is not None else ""
 
 
 def _subject_of(message: Message | None, mail: ParsedMail | None) -> str:
