@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import os
+from datetime import UTC
 
 from relay.config import Config
 from relay.tokens import new_token, token_hash
@@ -33,7 +34,8 @@ def token_key(config: Config) -> bytes | None:
 
 def derive_token(key: bytes, item: QueueItem) -> str:
     """16 characters a-z2-7 (80 bits), like ``relay.tokens.new_token``."""
-    stamp = item.created_at.isoformat(timespec="microseconds")
+    # UTC, microseconds: the same text before and after a database round trip.
+    stamp = item.created_at.astimezone(UTC).isoformat(timespec="microseconds")
     digest = hmac.new(key, f"binrelay-approval:{item.id}:{stamp}".encode(), hashlib.sha256).digest()
     return base64.b32encode(digest[:10]).decode("ascii").lower()
 
