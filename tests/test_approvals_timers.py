@@ -14,7 +14,7 @@ from relay.clock import FrozenClock
 from relay.config import parse_config
 from relay.runtime import Runtime
 from storage.db import make_engine, migrate
-from storage.models import QueueItem
+from storage.models import AuditEvent, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
     BERT,
@@ -187,3 +187,18 @@ def test_two_processes_running_timers_at_once_remind_once(any_engine: Engine, cl
     assert not errors, errors
     assert sum(counts) == 4
     assert len(outbox(first.sessions, "approval_reminder")) == 4 * 2
+
+
+def test_derived_token_survives_the_database_round_trip(any_engine: Engine, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    clock = FrozenClock(datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1))))
+    config = parse_config(config_dict(approval={"token_key_file": str(write_key(tmp_path))}))
+    rt = make_runtime(any_engine, clock, config)
+    hold_message(rt, report())
+    first = token_of(rt.sessions)
+    clock.advance(hours=4)
+    assert run_due(make_runtime(any_engine, clock, config)) == 1
+    assert token_of(rt.sessions, purpose="approval_reminder") == first
+    with rt.sessions() as session:
+        assert [e.detail["token_renewed"] for e in session.query(AuditEvent).filter_by(action="reminded")] == [False]
