@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
+from relay.clock import Clock
 from relay.config import Config, parse_config
 from relay.runtime import Runtime
 from relay.templating import Templates
@@ -37,7 +37,7 @@ def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> C
     })
 
 
-def make_runtime(config: Config, sessions: sessionmaker[Session], clock: FrozenClock) -> Runtime:
+def make_runtime(config: Config, sessions: sessionmaker[Session], clock: Clock) -> Runtime:
     # Delivery never classifies: no classifier needed.
     return Runtime(config=config, sessions=sessions, classifier=None,  # type: ignore[arg-type]
                    templates=Templates(config), clock=clock)
