@@ -324,3 +324,42 @@ def test_sigkill_of_the_ingesting_process_loses_nothing(
     source.close()
     assert_exactly_once(sessions, delivered)
     engine.dispose()
+
+
+def test_wrong_password_is_logged_and_retried_not_raised(
+    imap_account: ImapAccount,
+    sessions: sessionmaker[Session],
+    clock: FrozenClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password")
+    account = ImapAccount(
+        imap_account.server, imap_account.username, "x",
+        imap_account.config.model_copy(update={"password_file": wrong}),
+    )
+    source = make_source(account, sessions, clock)
+    assert source.run_once() == 0
+    assert "retrying" in caplog.text
+    assert "not-the-password" not in caplog.text
+    started = time.monotonic()
+    source.wait_for_mail(5.0, threading.Event())  # sleeps the backoff, not the whole timeout
+    assert time.monotonic() - started < 1.0
+
+
+def test_idle_is_renewed_and_still_hears_new_mail(
+    imap_account: ImapAccount, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    # model_copy skips validation: renew every second instead of at least every 10.
+    config = imap_account.config.model_copy(update={"idle_renew_seconds": 1})
+    account = ImapAccount(imap_account.server, imap_account.username, imap_account.password, config)
+    source = make_source(account, sessions, clock)
+    source.run_once()
+    raw = varied_messages(1, seed=11)[0]
+    threading.Timer(2.5, imap_account.server.deliver, args=(imap_account.username, raw)).start()
+    started = time.monotonic()
+    source.wait_for_mail(10.0, threading.Event())  # two renewals, then the mail
+    assert 2.4 < time.monotonic() - started < 4.5
+    assert source.run_once() == 1
+    source.close()

@@ -250,6 +250,7 @@ class ImapSource:
         assert self._client is not None
         client = self._client
         client.idle()
+        idling = True
         started = time.monotonic()
         try:
             while not wake.is_set():
@@ -257,15 +258,21 @@ class ImapSource:
                 if now >= deadline:
                     return
                 if now - started >= self.cfg.idle_renew_seconds:
-                    client.idle_done()  # renewed well inside the 29 minutes of RFC 2177
+                    # Renewed well inside the 29 minutes of RFC 2177; news that came
+                    # with the DONE is not announced again in the next IDLE.
+                    idling = False
+                    _, pending = client.idle_done()
+                    if any(_announces_mail(response) for response in pending):
+                        return
                     client.idle()
+                    idling = True
                     started = now
                 responses = client.idle_check(timeout=min(IDLE_SLICE_SECONDS, deadline - now))
                 _raise_if_gone(client, responses)
                 if any(_announces_mail(response) for response in responses):
                     return
         finally:
-            if self._client is client:
+            if idling and self._client is client:
                 client.idle_done()
 
 
