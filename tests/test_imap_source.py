@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -362,4 +362,59 @@ def test_idle_is_renewed_and_still_hears_new_mail(
     source.wait_for_mail(10.0, threading.Event())  # two renewals, then the mail
     assert 2.4 < time.monotonic() - started < 4.5
     assert source.run_once() == 1
+    source.close()
+
+
+@pytest.fixture
+def any_sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def test_two_sources_on_one_mailbox_store_each_message_once(
+    imap_account: ImapAccount, any_sessions: sessionmaker[Session]
+) -> None:
+    """Two daemons by mistake on one mailbox (SQLite and PostgreSQL): still once each."""
+    delivered = varied_messages(300, seed=12)
+    imap_account.server.deliver_many(imap_account.username, delivered)
+    config = imap_account.config.model_copy(update={"fetch_batch": 10})
+    account = ImapAccount(imap_account.server, imap_account.username, imap_account.password, config)
+    sources = [make_source(account, any_sessions, SystemClock()) for _ in range(2)]
+    workers = [
+        threading.Thread(target=ingest_until, args=(source, lambda: folder_count(account) == 0, 40))
+        for source in sources
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert_exactly_once(any_sessions, delivered)
+    assert folder_count(account) == 0
+    for source in sources:
+        source.close()
+
+
+def test_big_messages_are_fetched_in_bounded_groups_and_oversize_is_flagged(
+    imap_account: ImapAccount, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    filler = ("Regel met tekst voor een groot bericht over de buurt.\r\n" * 12_000).encode()
+    delivered = [
+        b"Subject: groot %d\r\nMessage-ID: <groot-%d@example.net>\r\n\r\n" % (n, n) + filler
+        for n in range(6)
+    ]
+    imap_account.server.deliver_many(imap_account.username, delivered)
+    limit = len(filler) - 1  # every message is over the ingest limit
+    ingestor = Ingestor(sessions, clock, limit)
+    source = ImapSource(
+        imap_account.config, ingestor, sessions, clock,
+        backoff=Backoff(base=0.05, cap=0.5), max_fetch_bytes=1_000_000,
+    )
+    assert source.run_once() == 6
+    assert_exactly_once(sessions, delivered)
+    with sessions() as session:
+        rows = list(session.scalars(select(Message)))
+    assert all(row.status == "new" and (row.error or "").startswith("oversize") for row in rows)
+    assert folder_count(imap_account) == 0
     source.close()

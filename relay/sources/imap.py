@@ -49,8 +49,10 @@ class ImapSource:
         clock: Clock,
         *,
         backoff: Backoff | None = None,
+        max_fetch_bytes: int = MAX_FETCH_BYTES,
     ) -> None:
         self.cfg = cfg
+        self.max_fetch_bytes = max_fetch_bytes
         self.ingestor = ingestor
         self.sessions = sessions
         self.clock = clock
@@ -202,14 +204,14 @@ class ImapSource:
                 self._move(present)
 
     def _by_size(self, uids: Sequence[int]) -> Iterator[list[int]]:
-        """Split ``uids`` so one FETCH returns at most about MAX_FETCH_BYTES."""
+        """Split ``uids`` so one FETCH returns at most about ``max_fetch_bytes`` (or one message)."""
         assert self._client is not None
         sizes = self._client.fetch(list(uids), ["RFC822.SIZE"])
         group: list[int] = []
         total = 0
         for uid in uids:
             size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
-            if group and total + size > MAX_FETCH_BYTES:
+            if group and total + size > self.max_fetch_bytes:
                 yield group
                 group, total = [], 0
             group.append(uid)
