@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -231,3 +232,17 @@ def test_alert_tag_in_delivered_to_links_a_bcc_style_reply(engine: Engine, clock
                           headers={"Delivered-To": "bin+a-k3lmn4@example.org"})
     stored = item(rt.sessions, hold_message(rt, raw, category="info"))
     assert stored.kind == "reply_to_alert" and stored.alert_id == alert_id
+
+
+def test_operator_can_override_the_request_template(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    (tmp_path / "nl").mkdir()
+    (tmp_path / "nl" / "approval_request.txt.j2").write_text(
+        "Subject: [BIN-{{ token }}] Graag uw oordeel: {{ original_subject }}\n\nEigen tekst van {{ network.name }}.\n",
+        encoding="utf-8",
+    )
+    config = parse_config(config_dict(templates={"directory": str(tmp_path)}))
+    rt = make_runtime(engine, clock, config)
+    hold_message(rt, report())
+    sent = outbox(rt.sessions, "approval_request")[0]
+    assert sent.subject == f"[BIN-{sent.token}] Graag uw oordeel: Ingebroken in schuur"
+    assert sent.body.strip() == "Eigen tekst van BIN Test."
