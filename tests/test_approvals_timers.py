@@ -202,3 +202,30 @@ def test_derived_token_survives_the_database_round_trip(any_engine: Engine, tmp_
     assert token_of(rt.sessions, purpose="approval_reminder") == first
     with rt.sessions() as session:
         assert [e.detail["token_renewed"] for e in session.query(AuditEvent).filter_by(action="reminded")] == [False]
+
+
+def test_every_notice_renders_in_english(engine: Engine, clock: FrozenClock) -> None:
+    from relay.tokens import new_token
+
+    config = parse_config(config_dict(network={"language": "en"}))
+    rt = make_runtime(engine, clock, config)
+    rejected = hold_message(rt, report(subject="One"))
+    hold_message(rt, report(subject="Two"), urgency="urgent")
+    clock.advance(minutes=30)
+    run_due(rt)
+    clock.advance(minutes=30)
+    run_due(rt)
+    with rt.sessions() as session, session.begin():
+        stored = session.get(QueueItem, rejected)
+        assert stored is not None
+        decide(rt, session, stored, Decision("reject", reason="known"), actor=ANNA, now=clock.now())
+    reply(rt, sender="stranger@example.net", token=new_token())
+    clock.advance(hours=48)
+    run_due(rt)
+    purposes = {sent.purpose for sent in outbox(rt.sessions)}
+    assert purposes >= {"approval_request", "approval_reminder", "approval_escalation", "approval_decided",
+                        "answer_rejected", "answer_received", "answer_refused", "approval_expired"}
+    for sent in outbox(rt.sessions):
+        assert sent.subject.strip()
+        assert not any(word in sent.body for word in ("Er wacht", "besloten", "Bedankt", "verlopen", "Reden:")), (
+            sent.purpose, sent.body)
