@@ -149,8 +149,10 @@ def test_sigkill_of_the_maildir_ingester_loses_nothing(tmp_path: Path, clock: Fr
     delivered = varied_messages(500, seed=27)
     args = [sys.executable, "-m", "tests.faults.ingest_worker", "--maildir", db_url, str(inbox), "done"]
     rng = random.Random(27)
+    interrupted = 0  # kills that landed while the worker had stored part of its files
     for chunk in range(20):
         drop(inbox, delivered[chunk * 25 : (chunk + 1) * 25], prefix=f"k{chunk}-")
+        before = len(stored_raws(sessions))
         worker = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             assert worker.stdout is not None and worker.stdout.readline().strip() == b"ready"
@@ -160,6 +162,9 @@ def test_sigkill_of_the_maildir_ingester_loses_nothing(tmp_path: Path, clock: Fr
             worker.wait(timeout=10)
             assert worker.stdout is not None
             worker.stdout.close()
+        if len(stored_raws(sessions)) > before and files(inbox):
+            interrupted += 1
+    assert interrupted >= 3, f"only {interrupted} of 20 kills hit the worker mid-ingest"
     source = make_source(MaildirConfig(path=inbox, processed=Path("done")), sessions, clock)
     source.run_once()
     assert files(inbox) == []
