@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from threading import Event
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay.flood import over_limit
@@ -143,7 +143,11 @@ def understanding_problems(mail: ParsedMail) -> list[str]:
 
 
 def pending_ids(session: Session, limit: int) -> list[int]:
-    query = select(Message.id).where(Message.status == "new").order_by(Message.id).limit(limit)
+    """New messages, senders taking turns: a flood from one address cannot hold
+    up everybody else's mail until all of it has been routed."""
+    turn = func.row_number().over(partition_by=func.lower(Message.from_address), order_by=Message.id)
+    ranked = select(Message.id, turn.label("turn")).where(Message.status == "new").subquery()
+    query = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
     return list(session.scalars(query))
 
 
