@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, Row, Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Delivery
@@ -41,11 +42,9 @@ def enqueue_notice(
     return row
 
 
-def claim_due(session: Session, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-    """Take up to ``limit`` due rows for ``worker`` until ``now + lease``; oldest first."""
+def _due(query: Select[Any], dialect: str, now: datetime, limit: int) -> Select[Any]:
     query = (
-        select(Delivery)
-        .where(
+        query.where(
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
             or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
@@ -53,23 +52,42 @@ def claim_due(session: Session, worker: str, now: datetime, limit: int, lease: t
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = list(session.scalars(query))
-    if rows:
+    # PostgreSQL: rows another process is claiming are skipped, not waited for.
+    return query.with_for_update(skip_locked=True) if dialect == "postgresql" else query
+
+
+def _claim(session: Session | Connection, ids: list[int], worker: str, until: datetime) -> None:
+    if ids:
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_([row.id for row in rows]))
-            .values(claimed_by=worker, claimed_until=now + lease)
+            .where(Delivery.id.in_(ids))
+            .values(claimed_by=worker, claimed_until=until)
             .execution_options(synchronize_session=False)
         )
-        for row in rows:
-            row.claimed_by, row.claimed_until = worker, now + lease
+
+
+def claim_due(session: Session, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+    """Take up to ``limit`` due rows for ``worker`` until ``now + lease``; oldest first."""
+    query = _due(select(Delivery), session.get_bind().dialect.name, now, limit)
+    rows = list(session.scalars(query))
+    _claim(session, [row.id for row in rows], worker, now + lease)
+    for row in rows:
+        row.claimed_by, row.claimed_until = worker, now + lease
     return rows
 
 
-def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
-    """The server accepted these: never send them again."""
+def claim_due_rows(connection: Connection, worker: str, now: datetime, limit: int,
+                   lease: timedelta) -> list[Row[Any]]:
+    """``claim_due`` for the hot path: plain rows (id, alert_id, member_id, recipient, attempts, raw)."""
+    columns = select(Delivery.id, Delivery.alert_id, Delivery.member_id, Delivery.recipient,
+                     Delivery.attempts, Delivery.raw)
+    rows = list(connection.execute(_due(columns, connection.dialect.name, now, limit)))
+    _claim(connection, [row.id for row in rows], worker, now + lease)
+    return rows
+
+
+def mark_sent(session: Session | Connection, delivery_ids: Sequence[int], now: datetime) -> None:
+    """The server accepted these: never send them again (a Session or a Core connection)."""
     if not delivery_ids:
         return
     session.execute(
@@ -81,7 +99,7 @@ def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> N
     )
 
 
-def mark_retry(session: Session, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
+def mark_retry(session: Session | Connection, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
     """A temporary failure: due again at ``next_attempt_at``."""
     session.execute(
         update(Delivery)
@@ -92,7 +110,7 @@ def mark_retry(session: Session, delivery_id: int, next_attempt_at: datetime, er
     )
 
 
-def mark_failed(session: Session, delivery_id: int, error: str) -> None:
+def mark_failed(session: Session | Connection, delivery_id: int, error: str) -> None:
     """A permanent failure (5xx, out of attempts, recipient gone): never tried again."""
     session.execute(
         update(Delivery)
@@ -103,7 +121,7 @@ def mark_failed(session: Session, delivery_id: int, error: str) -> None:
     )
 
 
-def release(session: Session, delivery_ids: Sequence[int], worker: str) -> None:
+def release(session: Session | Connection, delivery_ids: Sequence[int], worker: str) -> None:
     """Give back claimed rows that were not tried (a stop request): due again at once."""
     if not delivery_ids:
         return

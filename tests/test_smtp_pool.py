@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
 import pytest
@@ -21,20 +22,23 @@ def raw_message(to: str, n: int = 0) -> bytes:
     return message.as_bytes()
 
 
-async def send_all(cfg: SmtpConfig, recipients: list[str]) -> tuple[list[SendResult], int]:
+def send_all(cfg: SmtpConfig, recipients: list[str]) -> tuple[list[SendResult], int]:
+    """Send from ``cfg.connections`` threads at once; results in recipient order."""
     pool = SmtpPool(cfg)
     try:
-        results = await asyncio.gather(
-            *(pool.send("bin+bounce-1@example.org", rcpt, raw_message(rcpt, i)) for i, rcpt in enumerate(recipients))
-        )
+        with ThreadPoolExecutor(max_workers=pool.size) as executor:
+            results = list(executor.map(
+                lambda pair: pool.send("bin+bounce-1@example.org", pair[1], raw_message(pair[1], pair[0])),
+                enumerate(recipients),
+            ))
     finally:
-        await pool.close()
-    return list(results), pool.connects
+        pool.close()
+    return results, pool.connects
 
 
 def test_messages_reuse_the_pool_connections(smtp_sink: RecordingSink, smtp_config: SmtpConfig) -> None:
     recipients = [f"m{i}@example.net" for i in range(20)]
-    results, connects = asyncio.run(send_all(smtp_config, recipients))
+    results, connects = send_all(smtp_config, recipients)
     assert all(result.accepted for result in results)
     assert connects == smtp_config.connections
     assert smtp_sink.stats.sessions == smtp_config.connections
@@ -46,8 +50,8 @@ def test_messages_reuse_the_pool_connections(smtp_sink: RecordingSink, smtp_conf
 def test_outcomes_per_recipient(smtp_sink: RecordingSink, smtp_config: SmtpConfig) -> None:
     smtp_sink.reject("gone@example.net", "550 5.1.1 no such user")
     smtp_sink.reject("busy@example.net", "451 4.3.0 try again later")
-    results, connects = asyncio.run(send_all(smtp_config.model_copy(update={"connections": 1}),
-                                             ["gone@example.net", "busy@example.net", "ok@example.net"]))
+    results, connects = send_all(smtp_config.model_copy(update={"connections": 1}),
+                                 ["gone@example.net", "busy@example.net", "ok@example.net"])
     assert [r.outcome for r in results] == ["permanent", "temporary", "accepted"]
     assert results[0].code == 550 and "no such user" in results[0].detail
     assert results[1].code == 451
@@ -60,7 +64,7 @@ def test_421_mid_session_is_temporary_and_the_pool_reconnects(
 ) -> None:
     smtp_sink.close_after(2)
     cfg = smtp_config.model_copy(update={"connections": 1})
-    results, connects = asyncio.run(send_all(cfg, [f"m{i}@example.net" for i in range(5)]))
+    results, connects = send_all(cfg, [f"m{i}@example.net" for i in range(5)])
     assert [r.outcome for r in results] == ["accepted", "accepted", "temporary", "accepted", "accepted"]
     assert results[2].code == 421
     assert connects == 2
@@ -72,7 +76,7 @@ def test_drop_after_data_is_temporary_though_the_message_arrived(
 ) -> None:
     smtp_sink.drop_after_data(1)
     cfg = smtp_config.model_copy(update={"connections": 1})
-    results, connects = asyncio.run(send_all(cfg, ["a@example.net", "b@example.net"]))
+    results, connects = send_all(cfg, ["a@example.net", "b@example.net"])
     assert [r.outcome for r in results] == ["temporary", "accepted"]
     assert connects == 2
     assert len(smtp_sink.messages) == 2  # the in-flight one arrived: a resend would duplicate it
@@ -81,7 +85,7 @@ def test_drop_after_data_is_temporary_though_the_message_arrived(
 def test_a_stalled_server_times_out_as_temporary(smtp_sink: RecordingSink, smtp_config: SmtpConfig) -> None:
     smtp_sink.data_delay = 3.0
     cfg = smtp_config.model_copy(update={"connections": 1, "timeout_seconds": 0.5})
-    results, _ = asyncio.run(send_all(cfg, ["slow@example.net"]))
+    results, _ = send_all(cfg, ["slow@example.net"])
     assert results[0].outcome == "temporary"
 
 
@@ -89,7 +93,7 @@ def test_unreachable_server_is_temporary() -> None:
     with RecordingSink() as sink:
         port = sink.port
     cfg = SmtpConfig(host="127.0.0.1", port=port, starttls=False, connections=1, timeout_seconds=2)
-    results, _ = asyncio.run(send_all(cfg, ["a@example.net"]))
+    results, _ = send_all(cfg, ["a@example.net"])
     assert results[0].outcome == "temporary"
 
 
@@ -98,10 +102,10 @@ def test_starttls_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     with RecordingSink(users={"bin@example.org": "s3cret"}, require_tls=True) as sink:
         cfg = SmtpConfig(host="127.0.0.1", port=sink.port, starttls=True, username="bin@example.org",
                          password_env="X_SMTP_PASSWORD", cafile=sink.cafile, connections=1, timeout_seconds=5)
-        results, _ = asyncio.run(send_all(cfg, ["a@example.net"]))
+        results, _ = send_all(cfg, ["a@example.net"])
         assert results[0].accepted
         monkeypatch.setenv("X_SMTP_PASSWORD", "wrong")
-        results, _ = asyncio.run(send_all(cfg, ["b@example.net"]))
+        results, _ = send_all(cfg, ["b@example.net"])
         assert results[0].outcome == "temporary" and "authentication" in results[0].detail
         assert len(sink.messages) == 1
 

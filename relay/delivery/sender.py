@@ -2,8 +2,10 @@
 
 ``deliver_pending`` claims due rows in batches, renders each alert copy just
 before it is sent, sends over ``config.smtp.connections`` reused connections
-concurrently (one asyncio loop, see ``relay.delivery.smtp``) and records every
-outcome right after the server answered:
+concurrently (one sender thread per connection, see ``relay.delivery.smtp``)
+and records every outcome right after the server answered. Three kinds of
+thread share the work: the caller claims the next batch while the current one
+is sent (a bounded queue), the senders send, one writer records outcomes.
 
 - accepted: marked sent (group commits by one writer, so the marks trail the
   server's "250" by one commit; only messages accepted in that window can be
@@ -14,20 +16,25 @@ outcome right after the server answered:
 - permanent (5xx): failed, and a hard bounce for the member (see ``bounces``).
 
 A ``stop`` event is checked before every message; rows not tried are released.
+The claim lease (``delivery.claim_lease_seconds``) must be far longer than two
+batches take to send; rows this process still holds are never claimed twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import queue
 import socket
 import threading
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Engine, Row, select, update
 from sqlalchemy.orm import Session
 
 from relay import compose
@@ -37,16 +44,26 @@ from relay.delivery.render import AlertRenderer, AttachmentData
 from relay.delivery.smtp import SendResult, SmtpPool
 from relay.mime import leaf_parts, parse_mail
 from relay.runtime import Runtime
-from storage.models import Alert, Delivery, Member, QueueItem
-from storage.outbox import claim_due, mark_failed, mark_retry, mark_sent, pending_count, release
+from storage.models import Alert, Member, QueueItem
+from storage.outbox import (
+    claim_due_rows,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    pending_count,
+    release,
+)
 
 log = logging.getLogger("binrelay.delivery")
 
 # Most outcomes one writer transaction records at once.
 WRITE_BATCH = 500
+# After the first outcome, the writer waits this long for more to join the
+# same commit: fewer, larger transactions (a commit costs ~1 ms of Python).
+GATHER_SECONDS = 0.01
 # Accepted-but-not-yet-recorded messages per connection: the most a crash can
 # make us send twice is ``in_flight_limit(connections)``.
-UNRECORDED_PER_CONNECTION = 4
+UNRECORDED_PER_CONNECTION = 16
 
 
 def in_flight_limit(connections: int) -> int:
@@ -69,7 +86,7 @@ class _Job:
     attempts: int
     raw: bytes | None = None  # notices
     renderer: AlertRenderer | None = None  # alert copies
-    member: Member | None = None
+    member: Any = None  # a member row: id, email, ward, language, unsubscribe_token
 
 
 @dataclass
@@ -80,7 +97,7 @@ class _Outcome:
 
 @dataclass
 class _Pass:
-    """State of one ``deliver_pending`` call."""
+    """State of one ``deliver_pending`` call, shared by its threads."""
 
     rt: Runtime
     stop: threading.Event | None
@@ -88,8 +105,20 @@ class _Pass:
     stats: DeliverStats = field(default_factory=DeliverStats)
     renderers: dict[int, AlertRenderer] = field(default_factory=dict)
     alerts_seen: set[int] = field(default_factory=set)
-    unrecorded: asyncio.Semaphore | None = None  # set inside the loop
+    # Claimed by this pass and not yet recorded: never queued twice.
+    in_progress: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    idle: threading.Condition = field(init=False)
+    unrecorded: threading.Semaphore = field(init=False)
     writer_error: BaseException | None = None
+    untried: list[int] = field(default_factory=list)  # taken from the queue after a stop
+    finished: threading.Event = field(default_factory=threading.Event)  # no more jobs will come
+    wanted: threading.Event = field(default_factory=threading.Event)  # senders: the queue runs low
+    more: threading.Event = field(default_factory=threading.Event)  # feeder: jobs were queued
+
+    def __post_init__(self) -> None:
+        self.idle = threading.Condition(self.lock)
+        self.unrecorded = threading.Semaphore(in_flight_limit(self.config.smtp.connections))
 
     def stopped(self) -> bool:
         return self.writer_error is not None or (self.stop is not None and self.stop.is_set())
@@ -99,67 +128,103 @@ class _Pass:
         return self.rt.config
 
 
-
 def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> DeliverStats:
     """Send everything due now; returns what happened. Safe to run in several processes."""
     state = _Pass(rt, stop)
-    asyncio.run(_run(state))
+    pool = SmtpPool(state.config.smtp)
+    todo: deque[_Job] = deque()
+    outcomes: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
+    writer = threading.Thread(target=_writer, args=(state, outcomes), name="delivery-writer")
+    senders = [threading.Thread(target=_sender, args=(state, pool, todo, outcomes), name=f"delivery-{n}")
+               for n in range(pool.size)]
+    writer.start()
+    for thread in senders:
+        thread.start()
+    try:
+        _feed(state, todo)
+    finally:
+        state.finished.set()
+        for thread in senders:
+            thread.join()
+        outcomes.put(None)
+        writer.join()
+        pool.close()
+    _release_untried(state, todo)
+    _complete_alerts(state)
+    if state.writer_error is not None:
+        raise state.writer_error
     if state.stats.sent or state.stats.retried or state.stats.failed:
         log.info("delivery: %d sent, %d to retry, %d failed, %d skipped", state.stats.sent,
                  state.stats.retried, state.stats.failed, state.stats.skipped)
     return state.stats
 
 
-async def _run(state: _Pass) -> None:
-    pool = SmtpPool(state.config.smtp)
-    state.unrecorded = asyncio.Semaphore(in_flight_limit(pool.size))
-    try:
-        while not state.stopped():
-            jobs = await asyncio.to_thread(_claim_batch, state)
+def _feed(state: _Pass, todo: deque[_Job]) -> None:
+    """Claim batches and queue them until nothing is due (after everything queued was recorded).
+
+    The next batch is claimed when the queue runs below half a batch, so the
+    senders never wait for a claim; threads wake per batch, not per message.
+    """
+    low_water = max(state.config.delivery.batch_size // 2, 1)
+    while not state.stopped():
+        while len(todo) >= low_water and not state.stopped():
+            state.wanted.wait(0.05)
+            state.wanted.clear()
+        if state.stopped():
+            return
+        jobs = _claim_batch(state)
+        if not jobs:
+            # Outcomes still being recorded may queue more (a bounce notice):
+            # look once more when all is quiet.
+            with state.idle:
+                while state.in_progress and not state.stopped():
+                    state.idle.wait(0.1)
+            if state.stopped():
+                return
+            jobs = _claim_batch(state)
             if not jobs:
-                break
-            await _send_batch(state, pool, jobs)
-    finally:
-        await pool.close()
-    await asyncio.to_thread(_complete_alerts, state)
+                return
+        todo.extend(jobs)
+        state.more.set()
 
 
 # ---------------------------------------------------------------- claiming
 
 
 def _claim_batch(state: _Pass) -> list[_Job]:
+    """Claim due rows and turn them into jobs (Core rows, no ORM: this runs beside the senders)."""
     config, now = state.config, state.rt.clock.now()
     lease = timedelta(seconds=config.delivery.claim_lease_seconds)
-    with state.rt.sessions() as session, session.begin():
-        rows = claim_due(session, state.worker, now, config.delivery.batch_size, lease)
-        if not rows:
-            return []
-        members = _members_of(session, rows)
+    with _engine(state.rt).begin() as connection:
+        rows = claim_due_rows(connection, state.worker, now, config.delivery.batch_size, lease)
+        with state.lock:
+            rows = [row for row in rows if row.id not in state.in_progress]
+        members = _members_of(connection, rows)
         jobs, gone = [], []
         for row in rows:
-            job = _job_for(state, session, row, members)
+            job = _job_for(state, connection, row, members)
             if job is None:
                 gone.append(row.id)
             else:
                 jobs.append(job)
         for delivery_id in gone:
-            mark_failed(session, delivery_id, "recipient is no longer an active member")
+            mark_failed(connection, delivery_id, "recipient is no longer an active member")
         state.stats.skipped += len(gone)
+    with state.lock:
+        state.in_progress.update(job.delivery_id for job in jobs)
     return jobs
 
 
-def _members_of(session: Session, rows: list[Delivery]) -> dict[int, Member]:
-    """The rows' members, detached: they are read while the loop sends, after this session closed."""
+def _members_of(connection: Connection, rows: list[Row[Any]]) -> dict[int, Row[Any]]:
     ids = {row.member_id for row in rows if row.member_id is not None}
     if not ids:
         return {}
-    members = list(session.scalars(select(Member).where(Member.id.in_(ids))))
-    for member in members:
-        session.expunge(member)
-    return {member.id: member for member in members}
+    query = select(Member.id, Member.email, Member.ward, Member.language, Member.unsubscribe_token,
+                   Member.status).where(Member.id.in_(ids))
+    return {member.id: member for member in connection.execute(query)}
 
 
-def _job_for(state: _Pass, session: Session, row: Delivery, members: dict[int, Member]) -> _Job | None:
+def _job_for(state: _Pass, connection: Connection, row: Row[Any], members: dict[int, Row[Any]]) -> _Job | None:
     if row.alert_id is None:
         return _Job(row.id, row.recipient, row.attempts, raw=row.raw or b"")
     member = members.get(row.member_id) if row.member_id is not None else None
@@ -168,7 +233,9 @@ def _job_for(state: _Pass, session: Session, row: Delivery, members: dict[int, M
     state.alerts_seen.add(row.alert_id)
     renderer = state.renderers.get(row.alert_id)
     if renderer is None:
-        renderer = _renderer_for(state, session, row.alert_id)
+        # On the claim's own connection: a second one would wait for SQLite's write lock.
+        with Session(bind=connection) as session:
+            renderer = _renderer_for(state, session, row.alert_id)
         state.renderers[row.alert_id] = renderer
     return _Job(row.id, row.recipient, row.attempts, renderer=renderer, member=member)
 
@@ -202,70 +269,83 @@ def _attachment_data(config: Config, session: Session, alert: Alert) -> list[Att
 # ---------------------------------------------------------------- sending
 
 
-async def _send_batch(state: _Pass, pool: SmtpPool, jobs: list[_Job]) -> None:
-    todo: asyncio.Queue[_Job] = asyncio.Queue()
-    for job in jobs:
-        todo.put_nowait(job)
-    outcomes: asyncio.Queue[_Outcome | None] = asyncio.Queue()
-    writer = asyncio.create_task(_writer(state, outcomes))
-    await asyncio.gather(*(_sender(state, pool, todo, outcomes) for _ in range(pool.size)))
-    untried = []
-    while not todo.empty():
-        untried.append(todo.get_nowait().delivery_id)
-    outcomes.put_nowait(None)
-    await writer
-    if untried and state.writer_error is None:
-        await asyncio.to_thread(_release, state, untried)
-    if state.writer_error is not None:
-        raise state.writer_error
-
-
-async def _sender(state: _Pass, pool: SmtpPool, todo: asyncio.Queue[_Job],
-                  outcomes: asyncio.Queue[_Outcome | None]) -> None:
-    while not todo.empty() and not state.stopped():
-        job = todo.get_nowait()
+def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
+    low_water = max(state.config.delivery.batch_size // 2, 1)
+    while not state.stopped():
+        try:
+            job = todo.popleft()  # atomic: no lock needed
+        except IndexError:
+            if state.finished.is_set():
+                return
+            state.wanted.set()
+            state.more.wait(0.05)
+            state.more.clear()
+            continue
+        if len(todo) < low_water:
+            state.wanted.set()
+        if state.stopped():
+            with state.lock:
+                state.untried.append(job.delivery_id)
+            return
         if job.renderer is not None and job.member is not None:
             copy = job.renderer.render(job.member, job.delivery_id)
             sender, raw = copy.envelope_from, copy.raw
         else:
             sender = compose.plus_address(state.config.network.address, f"bounce-{job.delivery_id}")
             raw = job.raw or b""
-        assert state.unrecorded is not None
-        await state.unrecorded.acquire()  # released once the writer recorded the outcome
-        result = await pool.send(sender, job.recipient, raw)
-        outcomes.put_nowait(_Outcome(job, result))
+        state.unrecorded.acquire()  # released once the writer recorded the outcome
+        outcomes.put(_Outcome(job, pool.send(sender, job.recipient, raw)))
 
 
-async def _writer(state: _Pass, outcomes: asyncio.Queue[_Outcome | None]) -> None:
-    """Record outcomes as they come, each group in one transaction (group commit)."""
+def _writer(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
+    """Record outcomes in groups, one transaction each (group commit).
+
+    After the first outcome of a group the writer sleeps ``GATHER_SECONDS`` and
+    takes everything that arrived meanwhile: one wake-up and one commit per
+    group instead of per message. The in-flight limit bounds a group.
+    """
     done = False
     while not done:
-        first = await outcomes.get()
-        group: list[_Outcome] = []
+        first = outcomes.get()
         if first is None:
-            done = True
-        else:
-            group.append(first)
-        while not outcomes.empty() and len(group) < WRITE_BATCH:
-            item = outcomes.get_nowait()
+            break
+        time.sleep(GATHER_SECONDS)
+        group = [first]
+        while len(group) < WRITE_BATCH:
+            try:
+                item = outcomes.get_nowait()
+            except queue.Empty:
+                break
             if item is None:
                 done = True
-            else:
-                group.append(item)
-        if not group:
-            continue
-        try:
-            await asyncio.to_thread(_record, state, group)
-        except Exception as error:  # stop the pass; the rows' leases run out, others retry them
-            log.exception("delivery: recording %d outcomes failed; stopping this pass", len(group))
-            state.writer_error = state.writer_error or error
-        assert state.unrecorded is not None
+                break
+            group.append(item)
+        _record_group(state, group)
+
+
+def _record_group(state: _Pass, group: list[_Outcome]) -> None:
+    try:
+        if state.writer_error is None:
+            _record(state, group)
+    except Exception as error:  # stop the pass; the rows' leases run out, others retry them
+        log.exception("delivery: recording %d outcomes failed; stopping this pass", len(group))
+        state.writer_error = error
+    finally:
+        with state.idle:
+            state.in_progress.difference_update(o.job.delivery_id for o in group)
+            state.idle.notify_all()
         for _ in group:
             state.unrecorded.release()
 
 
 def _record(state: _Pass, group: list[_Outcome]) -> None:
     rt, now = state.rt, state.rt.clock.now()
+    if all(o.result.accepted for o in group):
+        # The common case, kept lean (Core, no ORM session): it runs once per group.
+        with _engine(rt).begin() as connection:
+            mark_sent(connection, [o.job.delivery_id for o in group], now)
+        state.stats.sent += len(group)
+        return
     with rt.sessions() as session, session.begin():
         sent = [o.job.delivery_id for o in group if o.result.accepted]
         mark_sent(session, sent, now)
@@ -275,6 +355,12 @@ def _record(state: _Pass, group: list[_Outcome]) -> None:
                 _temporary(state, session, outcome, now)
             elif outcome.result.outcome == "permanent":
                 _permanent(state, session, outcome, now)
+
+
+def _engine(rt: Runtime) -> Engine:
+    bind = rt.sessions.kw.get("bind")
+    assert isinstance(bind, Engine), "the session factory must be bound to an engine"
+    return bind
 
 
 def _temporary(state: _Pass, session: Session, outcome: _Outcome, now: datetime) -> None:
@@ -304,9 +390,12 @@ def _permanent(state: _Pass, session: Session, outcome: _Outcome, now: datetime)
         count_hard_bounce(state.rt, session, member, now=now, reason=outcome.result.detail)
 
 
-def _release(state: _Pass, delivery_ids: list[int]) -> None:
+def _release_untried(state: _Pass, todo: deque[_Job]) -> None:
+    untried = list(state.untried) + [job.delivery_id for job in todo]
+    if not untried:
+        return
     with state.rt.sessions() as session, session.begin():
-        release(session, delivery_ids, state.worker)
+        release(session, untried, state.worker)
 
 
 def _complete_alerts(state: _Pass) -> None:

@@ -147,8 +147,10 @@ class RecordingSink:
         users: dict[str, str] | None = None,
         starttls: bool = False,
         require_tls: bool = False,
+        keep_bytes: bool = True,
     ) -> None:
         self._users = dict(users or {})
+        self._keep_bytes = keep_bytes  # False: record envelopes only (benchmarks)
         self._starttls = starttls or require_tls
         self._require_tls = require_tls
         self._lock = threading.Lock()
@@ -235,7 +237,7 @@ class RecordingSink:
 
     def _record(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> None:
         with self._arrived:
-            self._messages.append((mail_from, rcpt_tos, raw))
+            self._messages.append((mail_from, rcpt_tos, raw if self._keep_bytes else b""))
             self._arrived.notify_all()
 
     # -- faults ---------------------------------------------------------------
@@ -286,3 +288,21 @@ class RecordingSink:
             self._faults.drops -= 1
             self.stats.dropped += 1
             return True
+
+
+def main() -> None:
+    """``python -m relay.devservers.smtpsink``: serve until stdin closes; print the port, then counts."""
+    import sys
+
+    with RecordingSink(keep_bytes=False) as sink:
+        print(sink.port, flush=True)
+        for line in sys.stdin:
+            if line.strip() == "count":
+                print(len(sink.messages), flush=True)
+            elif line.strip() == "clear":
+                sink.clear()
+                print(0, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Fan-out speed: ``deliver_pending`` against raw SMTP to the same sink.
+
+    .venv/bin/python bench/fanout.py [--members 5000] [--connections 4] [--db URL]
+
+One alert to N members is published and delivered with ``deliver_pending``
+(claim, render, send, mark sent). The baseline sends the same number of
+messages of the same size over the same number of plain reused smtplib
+connections (one thread each) to the same sink, in the same run. The sink runs
+in its own process so it does not share this one's GIL. Prints both rates, the
+ratio (target >= 0.8) and this process's peak RSS (target <= 200 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from relay.clock import SystemClock
+from relay.delivery.alerts import publish_alert
+from relay.delivery.sender import deliver_pending
+from storage.db import make_engine, migrate, session_factory
+from storage.models import Delivery
+from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+
+RATIO_TARGET = 0.8
+RSS_TARGET_MB = 200
+
+
+class SinkProcess:
+    """``python -m relay.devservers.smtpsink`` in a child process."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "relay.devservers.smtpsink"], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+
+    def _ask(self, command: str) -> int:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        return int(self._process.stdout.readline())
+
+    def count(self) -> int:
+        return self._ask("count")
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=10)
+
+
+def raw_baseline(port: int, messages: int, connections: int, sample: bytes) -> float:
+    """Seconds to send ``messages`` copies of ``sample`` over ``connections`` reused connections."""
+    shares = [messages // connections + (1 if i < messages % connections else 0) for i in range(connections)]
+
+    def send(share: int, index: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            for n in range(share):
+                client.sendmail("bin+bounce-1@example.org", [f"m{index}-{n}@example.net"], sample)
+
+    threads = [threading.Thread(target=send, args=(share, i)) for i, share in enumerate(shares)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    args = parser.parse_args()
+
+    sink = SinkProcess()
+    try:
+        with tempfile.TemporaryDirectory(prefix="binrelay-fanout-") as tmp:
+            db_url = args.db or f"sqlite:///{tmp}/fanout.db"
+            engine = make_engine(db_url)
+            migrate(engine)
+            sessions = session_factory(engine)
+            config = make_config(sink.port, db_url)
+            config = config.model_copy(update={"smtp": config.smtp.model_copy(
+                update={"connections": args.connections})})
+            rt = make_runtime(config, sessions, SystemClock())
+            now = datetime.now(UTC)
+            with sessions() as session, session.begin():
+                add_members(session, "maaspoort", args.members, now, prefix="lid")
+                item = approved_item(session, now, raw=report_bytes(body="Vannacht is ingebroken. " * 60))
+                alert = publish_alert(rt, session, item, decided_by="anna@example.org", now=now)
+                alert_id = alert.id
+
+            start, cpu = time.perf_counter(), time.process_time()
+            stats = deliver_pending(rt)
+            ours = time.perf_counter() - start
+            ours_cpu = time.process_time() - cpu
+            arrived = sink.count()
+            assert stats.sent == args.members == arrived, (stats, arrived)
+
+            from relay.delivery.render import AlertRenderer
+            from storage.models import Alert, Member
+
+            with sessions() as session:
+                alert_row = session.get(Alert, alert_id)
+                member = session.query(Member).first()
+                first_id = session.query(Delivery.id).order_by(Delivery.id).limit(1).scalar()
+                assert alert_row is not None and member is not None and first_id is not None
+                sample = AlertRenderer(config, rt.templates, alert_row, now=now).render(member, first_id).raw
+            sink.clear()
+            cpu = time.process_time()
+            raw = raw_baseline(sink.port, args.members, args.connections, sample)
+            raw_cpu = time.process_time() - cpu
+            assert sink.count() == args.members
+            engine.dispose()
+    finally:
+        sink.close()
+
+    ours_rate, raw_rate = args.members / ours, args.members / raw
+    ratio = ours_rate / raw_rate
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"members={args.members} connections={args.connections} message={len(sample)} bytes")
+    print(f"deliver_pending: {ours:.2f} s  {ours_rate:.0f} msg/s  (CPU {ours_cpu:.2f} s)")
+    print(f"raw smtplib:     {raw:.2f} s  {raw_rate:.0f} msg/s  (CPU {raw_cpu:.2f} s)")
+    print(f"ratio: {ratio:.2f} (target >= {RATIO_TARGET})")
+    print(f"peak RSS: {peak_mb:.0f} MB (target <= {RSS_TARGET_MB} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
