@@ -304,6 +304,11 @@ def _writer(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
     takes everything that arrived meanwhile: one wake-up and one commit per
     group instead of per message. The in-flight limit bounds a group.
     """
+    with _engine(state.rt).connect() as connection:  # held: no pool round trip per group
+        _write_loop(state, outcomes, connection)
+
+
+def _write_loop(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None], connection: Connection) -> None:
     done = False
     while not done:
         first = outcomes.get()
@@ -320,13 +325,13 @@ def _writer(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
                 done = True
                 break
             group.append(item)
-        _record_group(state, group)
+        _record_group(state, connection, group)
 
 
-def _record_group(state: _Pass, group: list[_Outcome]) -> None:
+def _record_group(state: _Pass, connection: Connection, group: list[_Outcome]) -> None:
     try:
         if state.writer_error is None:
-            _record(state, group)
+            _record(state, connection, group)
     except Exception as error:  # stop the pass; the rows' leases run out, others retry them
         log.exception("delivery: recording %d outcomes failed; stopping this pass", len(group))
         state.writer_error = error
@@ -338,15 +343,15 @@ def _record_group(state: _Pass, group: list[_Outcome]) -> None:
             state.unrecorded.release()
 
 
-def _record(state: _Pass, group: list[_Outcome]) -> None:
-    rt, now = state.rt, state.rt.clock.now()
+def _record(state: _Pass, connection: Connection, group: list[_Outcome]) -> None:
+    now = state.rt.clock.now()
     if all(o.result.accepted for o in group):
         # The common case, kept lean (Core, no ORM session): it runs once per group.
-        with _engine(rt).begin() as connection:
+        with connection.begin():
             mark_sent(connection, [o.job.delivery_id for o in group], now)
         state.stats.sent += len(group)
         return
-    with rt.sessions() as session, session.begin():
+    with connection.begin(), Session(bind=connection) as session:
         sent = [o.job.delivery_id for o in group if o.result.accepted]
         mark_sent(session, sent, now)
         state.stats.sent += len(sent)
@@ -355,6 +360,7 @@ def _record(state: _Pass, group: list[_Outcome]) -> None:
                 _temporary(state, session, outcome, now)
             elif outcome.result.outcome == "permanent":
                 _permanent(state, session, outcome, now)
+        session.flush()  # the session only joined the connection's transaction, which commits
 
 
 def _engine(rt: Runtime) -> Engine:
