@@ -420,3 +420,48 @@ def test_big_messages_are_fetched_in_bounded_groups_and_oversize_is_flagged(
     assert all(row.status == "new" and (row.error or "").startswith("oversize") for row in rows)
     assert folder_count(imap_account) == 0
     source.close()
+
+
+def test_processed_folder_equal_to_the_inbox_is_refused(
+    imap_account: ImapAccount, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    config = imap_account.config.model_copy(update={"processed_folder": "INBOX"})
+    account = ImapAccount(imap_account.server, imap_account.username, imap_account.password, config)
+    with pytest.raises(ValueError, match="processed_folder"):
+        make_source(account, sessions, clock)
+
+
+def test_a_flood_ends_the_pass_and_the_wait_returns_at_once(
+    imap_account: ImapAccount, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    """Mail arriving during every search round: run_once returns, wait_for_mail does not IDLE."""
+    server, user = imap_account.server, imap_account.username
+    server.deliver_many(user, varied_messages(5, seed=13))
+    stop = threading.Event()
+
+    def flood() -> None:
+        for raw in varied_messages(400, seed=14):
+            if stop.is_set():
+                return
+            server.deliver(user, raw)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    config = imap_account.config.model_copy(update={"fetch_batch": 1})
+    account = ImapAccount(server, user, imap_account.password, config)
+    source = make_source(account, sessions, clock)
+    try:
+        deadline = time.monotonic() + 20
+        while not source._backlog and time.monotonic() < deadline and flooder.is_alive():
+            source.run_once()
+        if source._backlog:
+            started = time.monotonic()
+            source.wait_for_mail(10.0, threading.Event())
+            assert time.monotonic() - started < 0.1
+    finally:
+        stop.set()
+        flooder.join(timeout=30)
+    ingest_until(source, lambda: folder_count(account) == 0, 30)
+    raws = stored_raws(sessions)
+    assert len(raws) == len(set(raws))
+    source.close()

@@ -37,6 +37,7 @@ log = logging.getLogger("binrelay.sources.imap")
 # Errors that mean "the connection or the server is in trouble": retry later.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error)
 IDLE_SLICE_SECONDS = 0.2  # how quickly a set ``wake`` event ends an IDLE
+MAX_ROUNDS_PER_PASS = 5  # searches per run_once; a flood must not starve routing
 MAX_FETCH_BYTES = 32 * 1024 * 1024  # per FETCH command, so a batch of big mails fits in memory
 
 
@@ -51,6 +52,8 @@ class ImapSource:
         backoff: Backoff | None = None,
         max_fetch_bytes: int = MAX_FETCH_BYTES,
     ) -> None:
+        if cfg.processed_folder == cfg.mailbox:
+            raise ValueError("imap.processed_folder must differ from imap.mailbox")
         self.cfg = cfg
         self.max_fetch_bytes = max_fetch_bytes
         self.ingestor = ingestor
@@ -67,6 +70,7 @@ class ImapSource:
         self._recheck_below_last = True
         self._retry_at: float | None = None
         self._stored = 0
+        self._backlog = False  # the last pass stopped before the inbox was empty
 
     # -- MailSource -----------------------------------------------------------
 
@@ -90,6 +94,8 @@ class ImapSource:
 
     def wait_for_mail(self, timeout: float, wake: threading.Event) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
+        if self._backlog:
+            return  # the last pass stopped early; IDLE would not announce that mail again
         if self._client is None:
             if self._retry_at is not None:
                 wake.wait(max(0.0, min(deadline, self._retry_at) - time.monotonic()))
@@ -176,16 +182,21 @@ class ImapSource:
     # -- the work -----------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Store and move everything in the inbox that is new; stop when a search finds nothing."""
+        """Store and move what is new; search again until nothing is left (bounded per pass)."""
         assert self._client is not None
         self._client.noop()  # Dovecot shows mail from other sessions on NOOP, not on SEARCH
         if self._recheck_below_last and self._last_uid > 0:
+            self._recheck_below_last = False
             self._process(self._search(1, self._last_uid))
-        self._recheck_below_last = False
-        while uids := self._search(self._last_uid + 1, None):
+        self._backlog = False
+        for _ in range(MAX_ROUNDS_PER_PASS):
+            uids = self._search(self._last_uid + 1, None)
+            if not uids:
+                return
             for batch in _chunks(uids, self.cfg.fetch_batch):
                 self._process(batch)
             self._client.noop()
+        self._backlog = True  # mail keeps pouring in: let the daemon route, then come back
 
     def _search(self, first: int, last: int | None) -> list[int]:
         """UIDs in [first, last] (``N:*`` always matches the highest UID, so filter)."""
@@ -227,7 +238,11 @@ class ImapSource:
         for uid in uids:
             raw = response.get(uid, {}).get(b"BODY[]")
             if raw is None:
-                continue  # expunged by someone else in the meantime
+                # Expunged by someone else, or not delivered in this response: look
+                # below the last UID again next pass so it cannot be left behind.
+                log.info("%s: uid %s missing from FETCH; rechecking next pass", self.label, uid)
+                self._recheck_below_last = True
+                continue
             result = self.ingestor.store(
                 bytes(raw), origin=self.origin, origin_ref=f"{self._uidvalidity}:{uid}"
             )
