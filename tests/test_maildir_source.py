@@ -173,3 +173,28 @@ def test_sigkill_of_the_maildir_ingester_loses_nothing(tmp_path: Path, clock: Fr
     assert sorted(raws) == sorted(delivered)
     assert len(list((tmp_path / "done" / "cur").iterdir())) == 500
     engine.dispose()
+
+
+def test_two_sources_on_one_maildir_store_each_file_once(
+    tmp_path: Path, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    inbox = make_maildir(tmp_path / "inbox")
+    delivered = varied_messages(300, seed=28)
+    drop(inbox, delivered)
+    config = MaildirConfig(path=inbox, processed=Path("done"))
+    sources = [make_source(config, sessions, clock) for _ in range(2)]
+
+    def run(source: MaildirSource) -> None:
+        deadline = time.monotonic() + 30
+        while files(inbox) and time.monotonic() < deadline:
+            source.run_once()
+
+    workers = [threading.Thread(target=run, args=(source,)) for source in sources]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert files(inbox) == []
+    raws = stored_raws(sessions)
+    assert len(raws) == len(set(raws)) == 300
+    assert len(list((tmp_path / "done" / "cur").iterdir())) == 300

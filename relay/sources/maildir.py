@@ -80,15 +80,18 @@ class MaildirSource:
     # -- the work -----------------------------------------------------------------
 
     def _pending(self) -> list[Path]:
-        found = []
+        """Files in new/ and cur/, oldest first."""
+        found: list[tuple[int, Path]] = []
         for sub in SUBFOLDERS:
-            folder = self.root / sub
-            with os.scandir(folder) as entries:
-                found += [
-                    (entry.stat().st_mtime_ns, Path(entry.path))
-                    for entry in entries
-                    if not entry.name.startswith(".") and entry.is_file()
-                ]
+            with os.scandir(self.root / sub) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_file():
+                            found.append((entry.stat().st_mtime_ns, Path(entry.path)))
+                    except FileNotFoundError:
+                        continue  # another process took it just now
         return [path for _, path in sorted(found)]
 
     def _take(self, path: Path) -> int:
