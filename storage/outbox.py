@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, or_, select, update
+from sqlalchemy import Connection, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Delivery
@@ -42,7 +42,7 @@ def enqueue_notice(
     return row
 
 
-def _due(query: Select[Any], dialect: str, now: datetime, limit: int) -> Select[Any]:
+def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
     query = (
         query.where(
             Delivery.status == "pending",

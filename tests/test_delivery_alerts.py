@@ -25,8 +25,9 @@ def test_one_row_per_active_member_of_the_target_wards(sessions: sessionmaker[Se
         alert = publish_alert(rt, session, item, decided_by="anna@example.org", now=now)
         alert_id = alert.id
     with sessions() as session:
-        alert = session.get(Alert, alert_id)
-        assert alert is not None
+        stored = session.get(Alert, alert_id)
+        assert stored is not None
+        alert = stored
         rows = list(session.scalars(select(Delivery).where(Delivery.alert_id == alert_id)))
         assert sorted(r.recipient for r in rows) == [f"maaspoort{i}@example.net" for i in range(1, 5)]
         assert all(r.status == "pending" and r.raw is None and r.member_id for r in rows)
@@ -90,7 +91,7 @@ def test_partner_notice_carries_the_reporters_contact_details(
     for notice in notices:
         assert notice.raw is not None
         message = message_from_bytes(notice.raw, policy=default)
-        body = message.get_content()  # type: ignore[attr-defined]
+        body = message.get_content()
         assert "Bewoner 0" in body and reporter.email in body and "5235AB" in body
         assert "Vannacht is ingebroken" in body
         assert message["Reply-To"] == reporter.email
@@ -117,5 +118,5 @@ def test_forward_reply_goes_to_the_original_sender_only(sessions: sessionmaker[S
     assert [r.recipient for r in new] == ["agent@politie.nl"]
     assert new[0].raw is not None
     message = message_from_bytes(new[0].raw, policy=default)
-    assert "Ik zag een witte bus." in message.get_content()  # type: ignore[attr-defined]
+    assert "Ik zag een witte bus." in message.get_content()
     assert message["In-Reply-To"] == alert.message_id_header

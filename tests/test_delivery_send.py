@@ -6,6 +6,7 @@ import threading
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +24,7 @@ from storage.models import Classification, Delivery, Member, Message
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
 
 
-def runtime(sink: RecordingSink, sessions: sessionmaker[Session], clock: FrozenClock, **delivery: object) -> Runtime:
+def runtime(sink: RecordingSink, sessions: sessionmaker[Session], clock: FrozenClock, **delivery: Any) -> Runtime:
     return make_runtime(make_config(sink.port, **delivery), sessions, clock)
 
 
@@ -42,7 +43,7 @@ def publish(rt: Runtime, *, members: dict[str, int] | None = None, **item_fields
 
 
 def parsed(raw: bytes) -> EmailMessage:
-    return message_from_bytes(raw, policy=default)  # type: ignore[return-value]
+    return message_from_bytes(raw, policy=default)
 
 
 def by_recipient(sink: RecordingSink) -> dict[str, list[tuple[str, bytes]]]:

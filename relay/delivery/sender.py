@@ -215,16 +215,16 @@ def _claim_batch(state: _Pass) -> list[_Job]:
     return jobs
 
 
-def _members_of(connection: Connection, rows: list[Row[Any]]) -> dict[int, Row[Any]]:
+def _members_of(connection: Connection, rows: list[Row[Any]]) -> dict[int, Any]:
     ids = {row.member_id for row in rows if row.member_id is not None}
     if not ids:
         return {}
     query = select(Member.id, Member.email, Member.ward, Member.language, Member.unsubscribe_token,
                    Member.status).where(Member.id.in_(ids))
-    return {member.id: member for member in connection.execute(query)}
+    return {member.id: member for member in connection.execute(query).all()}
 
 
-def _job_for(state: _Pass, connection: Connection, row: Row[Any], members: dict[int, Row[Any]]) -> _Job | None:
+def _job_for(state: _Pass, connection: Connection, row: Row[Any], members: dict[int, Any]) -> _Job | None:
     if row.alert_id is None:
         return _Job(row.id, row.recipient, row.attempts, raw=row.raw or b"")
     member = members.get(row.member_id) if row.member_id is not None else None

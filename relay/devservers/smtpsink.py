@@ -88,7 +88,8 @@ class _Handler:
             with self._sink._lock:
                 self._sink.stats.closed_421 += 1
             transport = server.transport
-            asyncio.get_running_loop().call_soon(transport.close)
+            if transport is not None:
+                asyncio.get_running_loop().call_soon(transport.close)
             return "421 4.3.2 Service shutting down, closing channel"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -111,7 +112,9 @@ class _Handler:
         self._sink._record(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
         session.binrelay_count = getattr(session, "binrelay_count", 0) + 1  # type: ignore[attr-defined]
         if self._sink._take_drop():
-            server.transport.abort()  # no reply: the client sees a lost connection
+            transport = server.transport
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()  # no reply: the client sees a lost connection
         return "250 Message accepted for delivery"
 
 
