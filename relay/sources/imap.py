@@ -285,7 +285,9 @@ class ImapSource:
                     idling = True
                     started = now
                 responses = client.idle_check(timeout=min(IDLE_SLICE_SECONDS, deadline - now))
-                _raise_if_gone(client, responses)
+                if _gone(client, responses):
+                    idling = False  # no DONE on a dead connection
+                    raise ConnectionError("server closed the connection during IDLE")
                 if any(_announces_mail(response) for response in responses):
                     return
         finally:
@@ -293,25 +295,24 @@ class ImapSource:
                 client.idle_done()
 
 
-def _raise_if_gone(client: IMAPClient, responses: list[object]) -> None:
+def _gone(client: IMAPClient, responses: list[object]) -> bool:
     """imapclient's idle_check swallows EOF; notice a BYE or a closed socket ourselves."""
     if any(isinstance(r, tuple) and r and r[0] == b"BYE" for r in responses):
-        raise ConnectionError("server said BYE")
+        return True
     if responses:
-        return
+        return False
     sock = client.socket()
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     if not poller.poll(0):
-        return  # nothing to read: the connection is alive
+        return False  # nothing to read: the connection is alive
     # Readable yet idle_check read nothing: peek below any TLS layer for the end of stream.
     # (socket.recv would first wait out the socket's timeout; poll said it will not block.)
     try:
         peeked = socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
-        return
-    if peeked == b"":
-        raise ConnectionError("server closed the connection")
+        return False
+    return peeked == b""
 
 
 def _announces_mail(response: object) -> bool:
