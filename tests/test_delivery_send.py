@@ -361,3 +361,18 @@ def test_unknown_bounce_changes_nothing(smtp_sink: RecordingSink, sessions: sess
     with sessions() as session:
         assert session.scalars(select(Member)).one().bounce_score == 0
         assert len(list(session.scalars(select(Delivery)))) == 1
+
+
+def test_each_ward_sees_its_own_tag_and_names(smtp_sink: RecordingSink, sessions: sessionmaker[Session],
+                                              clock: FrozenClock) -> None:
+    rt = runtime(smtp_sink, sessions, clock, resident_attachments=True)
+    publish(rt, members={"maaspoort": 1, "empel": 1}, wards=["empel", "maaspoort"],
+            raw=report_bytes(attachment=b"\xff\xd8jpeg"))
+    deliver_pending(rt)
+    got = {address: parsed(copies[0][1]) for address, copies in by_recipient(smtp_sink).items()}
+    assert got["empel0@example.net"]["Subject"].startswith("[Empel] Inbraak: ")
+    assert got["maaspoort0@example.net"]["Subject"].startswith("[Maaspoort] Inbraak: ")
+    assert got["empel0@example.net"]["List-Id"] == "BIN Den Bosch Empel <empel.bin.example.org>"
+    assert got["empel0@example.net"]["From"].addresses[0].display_name == "BIN Den Bosch Empel"
+    for message in got.values():
+        assert [a.get_filename() for a in message.iter_attachments()] == ["foto.jpg"]

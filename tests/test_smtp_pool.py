@@ -120,3 +120,20 @@ def test_smtp_connection_as_used_by_check(smtp_sink: RecordingSink, smtp_config:
             await connection.quit()
 
     assert asyncio.run(login())
+
+
+def test_smtp_connection_with_starttls_and_auth_as_check_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_SMTP_PASSWORD", "s3cret")
+    with RecordingSink(users={"bin@example.org": "s3cret"}, require_tls=True) as sink:
+        cfg = SmtpConfig(host="127.0.0.1", port=sink.port, starttls=True, username="bin@example.org",
+                         password_env="X_SMTP_PASSWORD", cafile=sink.cafile, connections=1, timeout_seconds=5)
+
+        async def login() -> bool:
+            connection = smtp_connection(cfg)
+            await connection.connect()
+            try:
+                return connection.is_connected and connection.get_transport_info("sslcontext") is not None
+            finally:
+                await connection.quit()
+
+        assert asyncio.run(login())

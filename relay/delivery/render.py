@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
+from urllib.parse import quote
 
 from relay import compose
 from relay.approvals.texts import category_label
@@ -170,11 +171,10 @@ class AlertRenderer:
             content_type = compose.header_safe(attachment.content_type or "application/octet-stream", limit=120)
             if "/" not in content_type or '"' in content_type or ";" in content_type:
                 content_type = "application/octet-stream"
-            name = _param(filename)
             encoded = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
             parts.append(
-                f"\r\n--{self._boundary}\r\nContent-Type: {content_type}; name={name}\r\n"
-                f"Content-Disposition: attachment; filename={name}\r\n"
+                f"\r\n--{self._boundary}\r\nContent-Type: {content_type}; name={_param(filename)}\r\n"
+                f"Content-Disposition: attachment; {_filename_param(filename)}\r\n"
                 "Content-Transfer-Encoding: base64\r\n\r\n".encode("ascii") + encoded
             )
         parts.append(f"\r\n--{self._boundary}--\r\n".encode("ascii"))
@@ -195,6 +195,13 @@ def _param(value: str) -> str:
     if value.isascii():
         return '"' + value.replace("\\", "_").replace('"', "_") + '"'
     return '"' + _encoded(value) + '"'
+
+
+def _filename_param(value: str) -> str:
+    """``filename="..."``, or RFC 2231's ``filename*=utf-8''...`` for a non-ASCII name."""
+    if value.isascii():
+        return f"filename={_param(value)}"
+    return "filename*=utf-8''" + quote(value, safe="")
 
 
 def _qp(text: str, *, tail: bool = True) -> bytes:
