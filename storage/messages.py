@@ -6,9 +6,9 @@ They never commit: the caller owns the transaction.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import MailboxState, Message
@@ -30,8 +30,13 @@ def insert_message(session: Session, **values: Any) -> int:
 
     Raises IntegrityError on a duplicate dedup key; returns the new id.
     """
-    new_id = session.execute(insert(Message).values(**values).returning(Message.id)).scalar_one()
+    new_id = session.execute(_INSERT_MESSAGE, values).scalar_one()
     return int(new_id)
+
+
+# Built once: the compiled form is cached and only the parameters change.
+_MESSAGES = cast(Table, Message.__table__)
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 
 
 def count_messages(session: Session) -> int:
