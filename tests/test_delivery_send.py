@@ -6,6 +6,7 @@ import threading
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.clock import FrozenClock
+from relay.config import TemplatesConfig
 from relay.delivery.alerts import publish_alert
 from relay.delivery.bounces import handle_bounce
 from relay.delivery.sender import deliver_pending
@@ -376,3 +378,17 @@ def test_each_ward_sees_its_own_tag_and_names(smtp_sink: RecordingSink, sessions
     assert got["empel0@example.net"]["From"].addresses[0].display_name == "BIN Den Bosch Empel"
     for message in got.values():
         assert [a.get_filename() for a in message.iter_attachments()] == ["foto.jpg"]
+
+
+def test_a_broken_template_retries_instead_of_stalling(smtp_sink: RecordingSink, sessions: sessionmaker[Session],
+                                                      clock: FrozenClock, tmp_path: Path) -> None:
+    (tmp_path / "nl").mkdir()
+    (tmp_path / "nl" / "alert.txt.j2").write_text("Subject: {{ no_such_value }}\n\nx\n", encoding="utf-8")
+    config = make_config(smtp_sink.port)
+    config = config.model_copy(update={"templates": TemplatesConfig(directory=tmp_path)})
+    rt = make_runtime(config, sessions, clock)
+    publish(rt, members={"maaspoort": 3})
+    stats = deliver_pending(rt)
+    assert (stats.sent, stats.retried) == (0, 3)
+    assert all("internal error" in (row.last_error or "") for row in deliveries(sessions))
+    assert smtp_sink.messages == []

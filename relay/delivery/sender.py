@@ -287,14 +287,23 @@ def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.Sim
             with state.lock:
                 state.untried.append(job.delivery_id)
             return
+        state.unrecorded.acquire()  # released once the writer recorded the outcome
+        outcomes.put(_Outcome(job, _send_one(state, pool, job)))
+
+
+def _send_one(state: _Pass, pool: SmtpPool, job: _Job) -> SendResult:
+    """Render and send one job; never raises, so every claimed row gets an outcome."""
+    try:
         if job.renderer is not None and job.member is not None:
             copy = job.renderer.render(job.member, job.delivery_id)
             sender, raw = copy.envelope_from, copy.raw
         else:
             sender = compose.plus_address(state.config.network.address, f"bounce-{job.delivery_id}")
             raw = job.raw or b""
-        state.unrecorded.acquire()  # released once the writer recorded the outcome
-        outcomes.put(_Outcome(job, pool.send(sender, job.recipient, raw)))
+        return pool.send(sender, job.recipient, raw)
+    except Exception as error:  # a bug or bad data: retry later rather than stall the pass
+        log.exception("delivery %s: could not render or send", job.delivery_id)
+        return SendResult("temporary", None, f"internal error: {type(error).__name__}: {error}")
 
 
 def _writer(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
