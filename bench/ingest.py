@@ -4,7 +4,7 @@ Both read the same N messages from a private Dovecot in the same run, so the
 ratio is meaningful on a noisy machine. binrelay does more per message (header
 parse, sha256 dedup key, one committed SQLite transaction, state bookkeeping).
 
-    .venv/bin/python bench/ingest.py [-n 2000] [--batch 200] [--db-url URL]
+    .venv/bin/python bench/ingest.py [-n 2000] [--batch 200] [--db-url URL | --postgres]
 """
 
 from __future__ import annotations
@@ -66,7 +66,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="messages per side (default 2000)")
     parser.add_argument("--batch", type=int, default=200, help="UIDs per FETCH (default 200)")
     parser.add_argument("--db-url", help="database for binrelay (default: a fresh SQLite file)")
+    parser.add_argument("--postgres", action="store_true", help="use a private PostgreSQL server")
     args = parser.parse_args()
+    if args.postgres:
+        from relay.devservers.postgres import PrivatePostgres
+
+        with PrivatePostgres() as pg:
+            args.db_url = pg.url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     messages = varied_messages(args.n, seed=2026)
     size = sum(map(len, messages)) / len(messages)
     with PrivateDovecot() as dovecot, tempfile.TemporaryDirectory() as tmp:
