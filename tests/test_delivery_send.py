@@ -392,3 +392,21 @@ def test_a_broken_template_retries_instead_of_stalling(smtp_sink: RecordingSink,
     assert (stats.sent, stats.retried) == (0, 3)
     assert all("internal error" in (row.last_error or "") for row in deliveries(sessions))
     assert smtp_sink.messages == []
+
+
+def test_non_ascii_names_are_encoded_and_read_back(smtp_sink: RecordingSink, sessions: sessionmaker[Session],
+                                                  clock: FrozenClock) -> None:
+    config = make_config(smtp_sink.port)
+    ward = config.wards[0].model_copy(update={"name": "Sint-Michiëlsgestel \"Oost\""})
+    config = config.model_copy(update={"wards": [ward, *config.wards[1:]]})
+    rt = make_runtime(config, sessions, clock)
+    long_subject = "Verdachte situatie bij de Zuid-Willemsvaart – één persoon met zaklamp " * 3
+    publish(rt, members={"maaspoort": 1}, subject=long_subject)
+    deliver_pending(rt)
+    [(_, _, raw)] = smtp_sink.messages
+    head = raw.split(b"\r\n\r\n")[0]
+    assert head.isascii()
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    message = parsed(raw)
+    assert message["Subject"].startswith('[Sint-Michiëlsgestel "Oost"] Inbraak: Verdachte situatie')
+    assert message["From"].addresses[0].display_name == 'BIN Den Bosch Sint-Michiëlsgestel "Oost"'

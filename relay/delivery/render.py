@@ -63,7 +63,7 @@ def reply_address(config: Config, alert: Alert) -> str:
 
 
 def unsubscribe_address(config: Config, member: Member) -> str:
-    return compose.plus_address(config.network.address, f"u-{member.unsubscribe_token}")
+    return compose.plus_address(config.network.address, f"u-{compose.header_safe(member.unsubscribe_token, 64)}")
 
 
 def copy_message_id(config: Config, alert: Alert, member_id: int | None) -> str:
@@ -100,7 +100,7 @@ class AlertRenderer:
             prepared = self._prepare(member.ward, language)
             self._prepared[(member.ward, language)] = prepared
         member_lines = (
-            f"To: {formataddr(('', member.email))}\r\n"
+            f"To: {formataddr(('', compose.header_safe(member.email, limit=320)))}\r\n"
             f"Message-ID: {copy_message_id(self._config, self._alert, member.id)}\r\n"
             f"List-Unsubscribe: <mailto:{unsubscribe_address(self._config, member)}?subject=AFMELDEN>\r\n"
         )
@@ -185,16 +185,20 @@ _TEXT_HEADERS = 'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-E
 
 
 def _encoded(value: str) -> str:
-    """An RFC 2047 encoded header value when needed (one line in, no CR/LF out)."""
+    """An RFC 2047 encoded header value when needed, folded into encoded-words of legal length.
+
+    ``value`` is one line already (``header_safe``); the only line breaks out
+    are folds (CRLF + space) inside this one header.
+    """
     if value.isascii():
         return value
-    return Header(value, "utf-8", maxlinelen=10_000).encode().replace("\r\n", " ").replace("\n", " ")
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _param(value: str) -> str:
     if value.isascii():
         return '"' + value.replace("\\", "_").replace('"', "_") + '"'
-    return '"' + _encoded(value) + '"'
+    return '"' + _encoded(value).replace("\r\n ", " ") + '"'
 
 
 def _filename_param(value: str) -> str:
