@@ -34,17 +34,20 @@ from tests.delivery_world import add_members, approved_item, make_config, make_r
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 2
-LEASE_SECONDS = 1.0
+# Short, so a restarted child soon takes over a killed one's rows; the
+# PostgreSQL test's children all live, so there a lease never needs to run out.
+CRASH_LEASE_SECONDS = 1.0
+SHARED_LEASE_SECONDS = 60.0
 CHILD_DEADLINE_S = 120
 
 
-def child_config(port: int, db_url: str) -> Config:
-    return make_config(port, db_url, batch_size=100, claim_lease_seconds=LEASE_SECONDS)
+def child_config(port: int, db_url: str, lease: float = CRASH_LEASE_SECONDS) -> Config:
+    return make_config(port, db_url, batch_size=100, claim_lease_seconds=lease)
 
 
-def run_child(port: int, db_url: str) -> int:
+def run_child(port: int, db_url: str, lease: float) -> int:
     """Deliver until nothing is pending (waiting out dead processes' leases)."""
-    config = child_config(port, db_url)
+    config = child_config(port, db_url, lease)
     engine = make_engine(db_url)
     sessions = session_factory(engine)
     rt = make_runtime(config, sessions, SystemClock())
@@ -58,9 +61,9 @@ def run_child(port: int, db_url: str) -> int:
     return 1
 
 
-def start_child(port: int, db_url: str) -> subprocess.Popen[bytes]:
+def start_child(port: int, db_url: str, lease: float = CRASH_LEASE_SECONDS) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.test_delivery_crash", "--child", str(port), db_url],
+        [sys.executable, "-m", "tests.test_delivery_crash", "--child", str(port), db_url, str(lease)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 
@@ -130,7 +133,7 @@ def test_three_processes_share_one_postgres_outbox(postgres_url: str) -> None:
     with RecordingSink() as sink:
         sink.data_delay = 0.002
         members = prepare(postgres_url, sink.port, 900)
-        children = [start_child(sink.port, postgres_url) for _ in range(3)]
+        children = [start_child(sink.port, postgres_url, SHARED_LEASE_SECONDS) for _ in range(3)]
         for child in children:
             _, stderr = child.communicate(timeout=CHILD_DEADLINE_S + 30)
             assert child.returncode == 0, stderr.decode(errors="replace")[-2000:]
@@ -146,5 +149,5 @@ def test_three_processes_share_one_postgres_outbox(postgres_url: str) -> None:
     assert workers == {None}
 
 
-if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":
-    sys.exit(run_child(int(sys.argv[2]), sys.argv[3]))
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":
+    sys.exit(run_child(int(sys.argv[2]), sys.argv[3], float(sys.argv[4])))
