@@ -78,10 +78,12 @@ class PrivateDovecot:
     so clients take their polling and COPY+EXPUNGE paths.
     """
 
-    def __init__(self, without: Iterable[str] = ()) -> None:
+    def __init__(self, without: Iterable[str] = (), *, tls: bool = False) -> None:
         removed = {name.upper() for name in without}
         self.capabilities = [c for c in DEFAULT_CAPABILITIES if c not in removed]
+        self.tls = tls  # also STARTTLS on ``port`` and implicit TLS on ``tls_port``
         self.port: int | None = None
+        self.tls_port: int | None = None
         self.workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._passwords: dict[str, str] = {}
@@ -112,6 +114,7 @@ class PrivateDovecot:
             return self
         for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else None
             try:
                 self._spawn_and_wait()
                 return self
@@ -232,12 +235,45 @@ class PrivateDovecot:
             return NOBODY_UID, NOBODY_GID
         return os.getuid(), os.getgid()
 
+    @property
+    def ca_file(self) -> Path:
+        """The self-signed certificate (for 127.0.0.1) that a TLS client must trust."""
+        assert self.workdir is not None and self.tls, "PrivateDovecot(tls=True) and start() first"
+        return self.workdir / "cert.pem"
+
+    def _tls_settings(self) -> list[str]:
+        if not self.tls:
+            return ["ssl = no"]
+        assert self.workdir is not None
+        return [
+            "ssl = yes",
+            f"ssl_cert = <{self.workdir / 'cert.pem'}",
+            f"ssl_key = <{self.workdir / 'key.pem'}",
+        ]
+
+    def _make_certificate(self) -> None:
+        assert self.workdir is not None
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise DovecotUnavailable("openssl is needed for PrivateDovecot(tls=True)")
+        subprocess.run(
+            [
+                openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", str(self.workdir / "key.pem"), "-out", str(self.workdir / "cert.pem"),
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=True,
+        )  # fmt: skip
+        (self.workdir / "key.pem").chmod(0o600)
+
     def _prepare_workdir(self) -> None:
         base = "/tmp" if os.geteuid() == 0 else None  # auth workers must reach it
         self.workdir = Path(tempfile.mkdtemp(prefix="binrelay-dovecot-", dir=base))
         self.workdir.chmod(0o755)
         for sub in ("run", "state", "mail", "passwd"):
             (self.workdir / sub).mkdir(mode=0o755)
+        if self.tls:
+            self._make_certificate()
         uid, gid = self._mail_owner()
         if os.geteuid() == 0:
             os.chown(self.workdir / "mail", uid, gid)
@@ -248,7 +284,7 @@ class PrivateDovecot:
         lines = [
             "protocols = imap",
             "listen = 127.0.0.1",
-            "ssl = no",
+            *self._tls_settings(),
             "disable_plaintext_auth = no",
             "auth_mechanisms = plain login",
             f"base_dir = {tmp}/run",
@@ -260,7 +296,10 @@ class PrivateDovecot:
             "first_valid_uid = 1",
             f"passdb {{\n  driver = passwd-file\n  args = {tmp}/passwd/%u\n}}",
             f"userdb {{\n  driver = passwd-file\n  args = {tmp}/passwd/%u\n}}",
-            f"service imap-login {{\n  inet_listener imap {{\n    port = {self.port}\n  }}\n}}",
+            "service imap-login {",
+            f"  inet_listener imap {{\n    port = {self.port}\n  }}",
+            f"  inet_listener imaps {{\n    port = {self.tls_port}\n    ssl = yes\n  }}" if self.tls else "",
+            "}",
             f"protocol imap {{\n  imap_capability = {' '.join(self.capabilities)}\n}}",
         ]
         if os.geteuid() != 0:
