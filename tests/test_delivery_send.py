@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -23,6 +24,7 @@ from relay.mime import parse_mail
 from relay.runtime import Runtime
 from relay.tokens import new_token
 from storage.models import Classification, Delivery, Member, Message
+from storage.outbox import claim_due
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
 
 
@@ -410,3 +412,32 @@ def test_non_ascii_names_are_encoded_and_read_back(smtp_sink: RecordingSink, ses
     message = parsed(raw)
     assert message["Subject"].startswith('[Sint-Michiëlsgestel "Oost"] Inbraak: Verdachte situatie')
     assert message["From"].addresses[0].display_name == 'BIN Den Bosch Sint-Michiëlsgestel "Oost"'
+
+
+class TakeoverClock:
+    """Frozen until the first message arrived; then an hour later, and another process took the rest."""
+
+    def __init__(self, start: datetime, sink: RecordingSink, sessions: sessionmaker[Session]) -> None:
+        self._now, self._sink, self._sessions = start, sink, sessions
+        self._jumped = False
+
+    def now(self) -> datetime:
+        if not self._jumped and self._sink.messages:
+            self._jumped = True
+            self._now += timedelta(hours=1)
+            with self._sessions() as session, session.begin():
+                claim_due(session, "other-process", self._now, 100, timedelta(minutes=5))
+        return self._now
+
+
+def test_a_job_whose_claim_expired_is_not_sent(smtp_sink: RecordingSink, sessions: sessionmaker[Session],
+                                               clock: FrozenClock) -> None:
+    config = make_config(smtp_sink.port)
+    config = config.model_copy(update={"smtp": config.smtp.model_copy(update={"connections": 1})})
+    rt = make_runtime(config, sessions, clock)
+    publish(rt, members={"maaspoort": 3})
+    rt.clock = TakeoverClock(clock.now(), smtp_sink, sessions)
+    stats = deliver_pending(rt)
+    assert stats.sent == 1 and len(smtp_sink.messages) == 1
+    rest = [row for row in deliveries(sessions) if row.status == "pending"]
+    assert len(rest) == 2 and {row.claimed_by for row in rest} == {"other-process"}

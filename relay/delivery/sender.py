@@ -87,6 +87,8 @@ class _Job:
     raw: bytes | None = None  # notices
     renderer: AlertRenderer | None = None  # alert copies
     member: Any = None  # a member row: id, email, ward, language, unsubscribe_token
+    # Past this the claim may be another process's: the job is dropped unsent.
+    send_before: datetime | None = None
 
 
 @dataclass
@@ -210,6 +212,9 @@ def _claim_batch(state: _Pass) -> list[_Job]:
         for delivery_id in gone:
             mark_failed(connection, delivery_id, "recipient is no longer an active member")
         state.stats.skipped += len(gone)
+    send_before = now + lease - min(lease * 0.1, timedelta(seconds=10))
+    for job in jobs:
+        job.send_before = send_before
     with state.lock:
         state.in_progress.update(job.delivery_id for job in jobs)
     return jobs
@@ -283,12 +288,23 @@ def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.Sim
             continue
         if len(todo) < low_water:
             state.wanted.set()
+        if job.send_before is not None and state.rt.clock.now() >= job.send_before:
+            _drop_expired(state, job)
+            continue
         if state.stopped():
             with state.lock:
                 state.untried.append(job.delivery_id)
             return
         state.unrecorded.acquire()  # released once the writer recorded the outcome
         outcomes.put(_Outcome(job, _send_one(state, pool, job)))
+
+
+def _drop_expired(state: _Pass, job: _Job) -> None:
+    """The claim's lease ran out while the job waited: another process may own the row now."""
+    log.warning("delivery %s: claim expired before sending; left for the next pass", job.delivery_id)
+    with state.idle:
+        state.in_progress.discard(job.delivery_id)
+        state.idle.notify_all()
 
 
 def _send_one(state: _Pass, pool: SmtpPool, job: _Job) -> SendResult:
