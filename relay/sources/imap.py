@@ -94,12 +94,12 @@ class ImapSource:
 
     def wait_for_mail(self, timeout: float, wake: threading.Event) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
-        if self._backlog:
-            return  # the last pass stopped early; IDLE would not announce that mail again
         if self._client is None:
             if self._retry_at is not None:
                 wake.wait(max(0.0, min(deadline, self._retry_at) - time.monotonic()))
             return
+        if self._backlog:
+            return  # the last pass stopped early; IDLE would not announce that mail again
         try:
             if b"IDLE" in self._capabilities:
                 self._idle(deadline, wake)
@@ -144,6 +144,7 @@ class ImapSource:
 
     def _lost(self, reason: str) -> None:
         client, self._client = self._client, None
+        self._backlog = False
         if client is not None:
             with contextlib.suppress(Exception):  # the socket may already be gone
                 client.shutdown()
