@@ -11,9 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from relay.clock import FrozenClock
 from relay.devservers.dovecot import PrivateDovecot, find_dovecot
-from tests.fixtures.dovecot import AccountFactory
+from relay.ingest import Ingestor
+from relay.sources.imap import ImapSource
+from tests.fixtures.dovecot import AccountFactory, started_or_skip
 
 pytestmark = pytest.mark.dovecot
 
@@ -104,3 +108,22 @@ def test_runs_as_an_unprivileged_user() -> None:
         pytest.skip("nobody cannot read the virtualenv")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1"
+
+
+def test_a_bare_server_takes_the_copy_and_expunge_path(
+    make_imap_account: AccountFactory, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    """Neither MOVE nor UIDPLUS nor IDLE: COPY + \\Deleted + EXPUNGE and polling still work."""
+    server = started_or_skip(PrivateDovecot(capabilities=["IMAP4rev1", "LITERAL+"]))
+    try:
+        account = make_imap_account(server, poll_seconds=1)
+        client = server.client(account.username)
+        assert {b"MOVE", b"UIDPLUS", b"IDLE"}.isdisjoint(client.capabilities())
+        client.logout()
+        server.deliver_many(account.username, [b"Subject: %d\r\n\r\nx\r\n" % n for n in range(7)])
+        source = ImapSource(account.config, Ingestor(sessions, clock, 10**7), sessions, clock)
+        assert source.run_once() == 7
+        assert inbox_count(server, account.username) == 0
+        source.close()
+    finally:
+        server.remove()

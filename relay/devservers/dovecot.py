@@ -75,12 +75,20 @@ class PrivateDovecot:
     """One private Dovecot; ``start()`` (or ``with``), then ``stop()``.
 
     ``without`` names capabilities not to advertise (e.g. ``{"IDLE", "MOVE"}``)
-    so clients take their polling and COPY+EXPUNGE paths.
+    so clients take their polling and COPY+EXPUNGE paths; ``capabilities``
+    replaces the advertised list altogether (e.g. a bare ``["IMAP4rev1"]``).
     """
 
-    def __init__(self, without: Iterable[str] = (), *, tls: bool = False) -> None:
+    def __init__(
+        self,
+        without: Iterable[str] = (),
+        *,
+        capabilities: Iterable[str] | None = None,
+        tls: bool = False,
+    ) -> None:
         removed = {name.upper() for name in without}
-        self.capabilities = [c for c in DEFAULT_CAPABILITIES if c not in removed]
+        offered = DEFAULT_CAPABILITIES if capabilities is None else [c.upper() for c in capabilities]
+        self.capabilities = [c for c in offered if c not in removed]
         self.tls = tls  # also STARTTLS on ``port`` and implicit TLS on ``tls_port``
         self.port: int | None = None
         self.tls_port: int | None = None
