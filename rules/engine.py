@@ -1,0 +1,346 @@
+"""The classifier: who sent it, what kind of message, what about, where, how urgent.
+
+Every decision carries its explanation (which rule matched which words), so
+the coordinator and the operator can see why and change the rule files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.bounce import detect_bounce
+from relay.config import Config
+from relay.mime import ParsedMail, auto_reply_reason, loop_reason
+from rules.addresses import Tag, find_tag
+from rules.loader import RuleSet, Term
+from rules.matcher import TermMatcher, word_around
+from rules.places import PlaceFinder
+from rules.text import clean_subject, fold, own_text
+
+MemberLookup = Callable[[str], str | None]
+
+PARTNER_KINDS = ("police", "municipality")
+AUTHORITATIVE_SOURCES = ("police", "municipality", "coordinator")
+_BULK_ONLY = re.compile(r"^header Precedence: (bulk|list)", re.IGNORECASE)
+_COMMAND_LINE_MAX = 60
+
+
+@dataclass(frozen=True)
+class Classification:
+    source: str
+    kind: str
+    category: str | None
+    wards: list[str]
+    urgency: str | None
+    explanation: list[str]
+    sender: str | None = None
+    partner: str | None = None
+    command: str | None = None
+    argument: str | None = None
+    token: str | None = None
+
+    def as_json(self, file: str) -> dict[str, Any]:
+        return {
+            "file": file,
+            "source": self.source,
+            "kind": self.kind,
+            "category": self.category,
+            "wards": list(self.wards),
+            "urgency": self.urgency,
+            "explanation": list(self.explanation),
+        }
+
+
+@dataclass
+class _Scores:
+    points: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, category: str, points: float, reason: str) -> None:
+        self.points[category] = self.points.get(category, 0.0) + points
+        self.reasons.setdefault(category, []).append(reason)
+
+
+@dataclass(frozen=True)
+class _CueHit:
+    kind: str  # "urgent" | "calm" | "low"
+    term: Term
+
+
+class Classifier:
+    """Built once per configuration and rule set; ``classify`` is pure."""
+
+    def __init__(self, config: Config, rules: RuleSet) -> None:
+        self.config = config
+        self.rules = rules
+        self.network = config.network.address.lower()
+        self.places = PlaceFinder(config, rules)
+        self._categories = self._category_matcher()
+        self._cues = self._cue_matcher()
+        self._coordinator_wards = self._coordinator_map()
+
+    # -- building -------------------------------------------------------------
+    def _category_matcher(self) -> TermMatcher[tuple[str, Term, bool]]:
+        matcher: TermMatcher[tuple[str, Term, bool]] = TermMatcher()
+        for category in self.rules.categories.values():
+            for term in category.terms:
+                matcher.add(term.text, term.whole_word, (category.id, term, False))
+            for term in category.against:
+                matcher.add(term.text, term.whole_word, (category.id, term, True))
+        return matcher.finish()
+
+    def _cue_matcher(self) -> TermMatcher[_CueHit]:
+        matcher: TermMatcher[_CueHit] = TermMatcher()
+        for kind, terms in (("urgent", self.rules.urgent_cues), ("calm", self.rules.calm_cues),
+                            ("low", self.rules.low_cues)):
+            for term in terms:
+                matcher.add(term.text, term.whole_word, _CueHit(kind, term))
+        return matcher.finish()
+
+    def _coordinator_map(self) -> dict[str, list[str]]:
+        wards: dict[str, list[str]] = {}
+        for ward in self.config.wards:
+            for address in ward.coordinators:
+                wards.setdefault(address, []).append(ward.slug)
+        return wards
+
+    # -- classify -------------------------------------------------------------
+    def classify(self, mail: ParsedMail, members: MemberLookup) -> Classification:
+        explanation: list[str] = []
+        sender = self._sender(mail, explanation)
+        source, partner = self._source(sender, members, explanation)
+        tag = find_tag(mail, self.network)
+        kind, command, argument = self._kind(mail, source, tag, explanation)
+        token = tag.token if tag is not None else None
+        if kind != "report":
+            return Classification(source, kind, None, [], None, explanation, sender, partner,
+                                  command, argument, token)
+        subject = clean_subject(mail.subject)
+        text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
+        category = self._category(subject, text, explanation)
+        wards = self._wards(subject, text, source, sender, members, explanation)
+        urgency = self._urgency(category, subject, text, explanation)
+        return Classification(source, "report", category, wards, urgency, explanation, sender,
+                              partner, None, None, token)
+
+    # -- who ------------------------------------------------------------------
+    def _sender(self, mail: ParsedMail, explanation: list[str]) -> str | None:
+        addresses = {address.lower() for _name, address in mail.from_addresses if address}
+        if len(addresses) != 1:
+            explanation.append(
+                "sender: no From address" if not addresses
+                else f"sender: {len(addresses)} From addresses, none trusted"
+            )
+            return None
+        return addresses.pop()
+
+    def _source(self, sender: str | None, members: MemberLookup,
+                explanation: list[str]) -> tuple[str, str | None]:
+        if sender is None:
+            return "unknown", None
+        domain = sender.rsplit("@", 1)[-1]
+        for partner in self.config.partners:
+            if sender in partner.addresses:
+                explanation.append(f"source {partner.kind}: address {sender} belongs to partner '{partner.name}'")
+                return partner.kind, partner.name
+            for partner_domain in partner.domains:
+                if domain == partner_domain or domain.endswith("." + partner_domain):
+                    explanation.append(
+                        f"source {partner.kind}: sender domain {domain} matches partner "
+                        f"'{partner.name}' ({partner_domain})"
+                    )
+                    return partner.kind, partner.name
+        if sender in self.config.network.coordinators or sender in self._coordinator_wards:
+            explanation.append(f"source coordinator: {sender} is a configured coordinator")
+            return "coordinator", None
+        if sender != self.network and members(sender):
+            explanation.append(f"source member: {sender} is a member of {members(sender)}")
+            return "member", None
+        explanation.append(f"source unknown: {sender} is no partner, coordinator or member")
+        return "unknown", None
+
+    # -- what kind --------------------------------------------------------------
+    def _kind(self, mail: ParsedMail, source: str, tag: Tag | None,
+              explanation: list[str]) -> tuple[str, str | None, str | None]:
+        loop = loop_reason(mail, self.network)
+        if loop:
+            explanation.append(f"kind loop: {loop}")
+            return "loop", None, None
+        if tag is not None and tag.kind == "bounce":
+            explanation.append(f"kind bounce: sent to our return path ({tag.where})")
+            return "bounce", None, None
+        bounce = detect_bounce(mail, self.network)
+        if bounce is not None:
+            failed = ", ".join(bounce.recipients) or "unknown recipient"
+            explanation.append(f"kind bounce: delivery failure notice for {failed}")
+            return "bounce", None, None
+        automatic = self._auto_reply(mail, source)
+        if automatic:
+            explanation.append(f"kind auto_reply: {automatic}")
+            return "auto_reply", None, None
+        return self._command_or_report(mail, source, tag, explanation)
+
+    def _auto_reply(self, mail: ParsedMail, source: str) -> str | None:
+        reason = auto_reply_reason(mail)
+        if reason and _BULK_ONLY.match(reason) and source != "unknown":
+            reason = None  # a partner's or member's newsletter is a report, not an auto-reply
+        if reason:
+            return reason
+        subject = fold(clean_subject(mail.subject)).strip(" [](){}#:")
+        for cue in self.rules.auto_reply_subjects:
+            if subject.startswith(cue):
+                return f"subject starts with '{cue}'"
+        return None
+
+    def _command_or_report(self, mail: ParsedMail, source: str, tag: Tag | None,
+                           explanation: list[str]) -> tuple[str, str | None, str | None]:
+        if tag is not None and tag.kind in ("approval", "confirm", "unsubscribe"):
+            command = {"approval": "decision", "confirm": "confirm", "unsubscribe": "unsubscribe"}[tag.kind]
+            explanation.append(f"kind command: {command} ({tag.where})")
+            return "command", command, None
+        first_line = _first_line(mail.text)
+        if tag is not None and tag.kind == "alert":
+            word = self._resolved_word(first_line)
+            if word is not None and source in AUTHORITATIVE_SOURCES:
+                explanation.append(f"kind command: resolved ('{word}' in reply to an alert, {tag.where})")
+                return "command", "resolved", first_line[len(word):].strip(" :-") or None
+            explanation.append(f"kind report: a reply to a forwarded alert ({tag.where})")
+            return "report", None, None
+        for where, line in (("subject", clean_subject(mail.subject)), ("first line", first_line)):
+            found = self._member_command(line)
+            if found is not None:
+                command, argument = found
+                explanation.append(f"kind command: {command} ({where} '{line[:_COMMAND_LINE_MAX]}')")
+                return "command", command, argument
+        return "report", None, None
+
+    def _resolved_word(self, line: str) -> str | None:
+        folded = fold(line)
+        for word in self.rules.resolved_words:
+            if folded.startswith(word) and (len(folded) == len(word) or not folded[len(word)].isalnum()):
+                return line[: len(word)]
+        return None
+
+    def _member_command(self, line: str) -> tuple[str, str | None] | None:
+        folded = " ".join(fold(line).strip(" .!?:").split())
+        if not folded or len(folded) > _COMMAND_LINE_MAX:
+            return None
+        for command, words in self.rules.member_commands.items():
+            for word in sorted(words, key=len, reverse=True):
+                if folded == word:
+                    return command, (folded if command == "preferences" else None)
+                if folded.startswith(word + " ") and word not in self.rules.alone_commands:
+                    argument = " ".join(line.split())[len(word):].strip(" :.-")
+                    if len(argument.split()) <= 6:
+                        return command, (folded if command == "preferences" else argument)
+        return None
+
+    # -- what about -------------------------------------------------------------
+    def _category(self, subject: str, text: str, explanation: list[str]) -> str:
+        scores = _Scores()
+        for zone, factor, original in (("subject", 2.0, subject), ("body", 1.0, text)):
+            folded = fold(original)
+            seen: set[tuple[str, str]] = set()
+            for hit in self._categories.find(folded):
+                category, term, against = hit.payload
+                if (category, term.text) in seen:
+                    continue
+                word = word_around(folded, hit.start, hit.end)
+                if any(blocked in word for blocked in self.rules.categories[category].not_in):
+                    continue
+                seen.add((category, term.text))
+                points = -term.weight * factor if against else term.weight * factor
+                scores.add(category, points, f"{zone} '{folded[hit.start:hit.end]}' ({points:+g})")
+        return self._decide_category(scores, explanation)
+
+    def _decide_category(self, scores: _Scores, explanation: list[str]) -> str:
+        ranked = sorted(
+            scores.points.items(),
+            key=lambda item: (-item[1], self._priority(item[0])),
+        )
+        if not ranked or ranked[0][1] < self.rules.threshold:
+            best = f" (best: {ranked[0][0]} {ranked[0][1]:g})" if ranked else ""
+            explanation.append(f"category other: no category reached {self.rules.threshold:g} points{best}")
+            return "other"
+        best, points = ranked[0]
+        reasons = ", ".join(scores.reasons[best][:6])
+        runner = f"; next {ranked[1][0]} {ranked[1][1]:g}" if len(ranked) > 1 else ""
+        explanation.append(f"category {best} ({points:g} points): {reasons}{runner}")
+        return best
+
+    def _priority(self, category: str) -> int:
+        order = self.rules.priority
+        return order.index(category) if category in order else len(order)
+
+    # -- where --------------------------------------------------------------------
+    def _wards(self, subject: str, text: str, source: str, sender: str | None,
+               members: MemberLookup, explanation: list[str]) -> list[str]:
+        found = self.places.find(subject, text)
+        if found.wards:
+            explanation.extend(found.explanation)
+            return found.wards
+        home = self._home_ward(source, sender, members)
+        if home is not None:
+            explanation.append(f"ward {home}: the text names no place; the sender's own ward")
+            return [home]
+        explanation.append("wards: none named, sender has no ward")
+        return []
+
+    def _home_ward(self, source: str, sender: str | None, members: MemberLookup) -> str | None:
+        if sender is None:
+            return None
+        if source == "member":
+            return members(sender)
+        if source == "coordinator":
+            wards = self._coordinator_wards.get(sender, [])
+            if len(wards) == 1:
+                return wards[0]
+            return members(sender)
+        return None
+
+    # -- how urgent ---------------------------------------------------------------
+    def _urgency(self, category: str, subject: str, text: str, explanation: list[str]) -> str:
+        base = self.rules.urgency_defaults.get(category, "normal")
+        urgent_points, calm, low = 0.0, [], []
+        urgent_words: list[str] = []
+        for zone_text in (subject, text):
+            folded = fold(zone_text)
+            for hit in self._cues.find(folded):
+                words = folded[hit.start : hit.end]
+                if hit.payload.kind == "urgent":
+                    urgent_points += hit.payload.term.weight
+                    urgent_words.append(words)
+                elif hit.payload.kind == "calm":
+                    calm.append(words)
+                else:
+                    low.append(words)
+        return self._decide_urgency(base, category, urgent_points, urgent_words, calm, low, explanation)
+
+    def _decide_urgency(self, base: str, category: str, points: float, urgent: list[str],
+                        calm: list[str], low: list[str], explanation: list[str]) -> str:
+        threshold = self.rules.urgent_threshold
+        if base == "low" or (category in ("other", "info") and low and points < threshold):
+            explanation.append(f"urgency low: category {category}" + (f", '{low[0]}'" if low else ""))
+            return "low"
+        if base == "urgent":
+            if calm and points < threshold:
+                explanation.append(f"urgency normal: {category}, but '{calm[0]}'")
+                return "normal"
+            explanation.append(f"urgency urgent: category {category}")
+            return "urgent"
+        if points >= threshold and len(calm) < 2:
+            cues = "', '".join(dict.fromkeys(urgent))
+            explanation.append(f"urgency urgent: '{cues}' ({points:g} points)")
+            return "urgent"
+        explanation.append("urgency normal: something that happened")
+        return "normal"
+
+
+def _first_line(text: str) -> str:
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,250 @@
+"""Rule files (TOML) -> a validated RuleSet.
+
+The shipped defaults live in ``rules/defaults/*.toml``; an operator's file
+(``[rules] path``) is merged on top: lists extend the shipped ones, a
+``remove = [...]`` list takes shipped terms out, scalars replace. Every
+problem is a ``RuleFileError`` naming the file, the rule and the problem.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULTS = Path(__file__).with_name("defaults")
+CATEGORIES = ("burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
+              "missing_person", "fire", "traffic", "info", "other")
+WEIGHTS = {"strong": 3.0, "terms": 2.0, "weak": 1.0}
+URGENCIES = ("urgent", "normal", "low")
+
+
+class RuleFileError(Exception):
+    """A broken rule file: ``str()`` is ``"<file>: <rule>: <problem>"``."""
+
+    def __init__(self, file: str | Path, rule: str, problem: str) -> None:
+        self.file, self.rule, self.problem = str(file), rule, problem
+        super().__init__(f"{self.file}: {rule}: {problem}")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word or phrase to look for, as written in a rule file."""
+
+    text: str  # folded, without the "=" marker
+    whole_word: bool
+    weight: float
+    source: str  # the rule it came from, e.g. "category.burglary.strong"
+
+
+@dataclass
+class Category:
+    id: str
+    label_nl: str
+    label_en: str
+    terms: list[Term] = field(default_factory=list)
+    against: list[Term] = field(default_factory=list)
+    not_in: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleSet:
+    categories: dict[str, Category]
+    threshold: float
+    priority: list[str]
+    urgency_defaults: dict[str, str]
+    urgent_threshold: float
+    urgent_cues: list[Term]
+    calm_cues: list[Term]
+    low_cues: list[Term]
+    member_commands: dict[str, list[str]]
+    alone_commands: set[str]
+    resolved_words: list[str]
+    auto_reply_subjects: list[str]
+    auto_reply_bodies: list[str]
+    city_wide: list[str]
+    city_names: list[str]
+    ambiguous_places: set[str]
+    street_abbreviations: dict[str, list[str]]
+    disclaimer_starts: list[str]
+    files: list[Path] = field(default_factory=list)
+
+    def label(self, category: str | None, language: str = "nl") -> str:
+        cat = self.categories.get(category or "other") or self.categories["other"]
+        return cat.label_en if language == "en" else cat.label_nl
+
+
+def load_rules(extra_path: Path | str | None = None) -> RuleSet:
+    data: dict[str, Any] = {}
+    files = sorted(DEFAULTS.glob("*.toml"))
+    for path in files:
+        _merge_default(data, _read(path), path)
+    if extra_path is not None:
+        extra = Path(extra_path)
+        _merge_extra(data, _read(extra), extra)
+        files.append(extra)
+    where = files[-1] if extra_path is not None else DEFAULTS
+    ruleset = _build(data, where)
+    ruleset.files = files
+    return ruleset
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise RuleFileError(path, "(file)", f"cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RuleFileError(path, "(syntax)", str(error)) from None
+
+
+def _merge_default(data: dict[str, Any], new: dict[str, Any], path: Path) -> None:
+    for key, value in new.items():
+        if key in data and not (isinstance(data[key], dict) and isinstance(value, dict)):
+            raise RuleFileError(path, key, "defined in two default rule files")
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _merge_default(data[key], value, path)
+        else:
+            data[key] = value
+
+
+def _merge_extra(data: dict[str, Any], new: dict[str, Any], path: Path, prefix: str = "") -> None:
+    """Lists extend, ``remove`` takes terms out of every list of the table, scalars replace."""
+    removals = new.get("remove", [])
+    if removals:
+        _check_strings(removals, path, f"{prefix}remove")
+        folded = {_fold_term(r) for r in removals}
+        for key, value in data.items():
+            if isinstance(value, list):
+                data[key] = [v for v in value if not (isinstance(v, str) and _fold_term(v) in folded)]
+    for key, value in new.items():
+        if key == "remove":
+            continue
+        rule = f"{prefix}{key}"
+        current = data.get(key)
+        if isinstance(value, dict):
+            if current is not None and not isinstance(current, dict):
+                raise RuleFileError(path, rule, "must not be a table")
+            target = data.setdefault(key, {})
+            _merge_extra(target, value, path, rule + ".")
+        elif isinstance(value, list) and isinstance(current, list):
+            data[key] = [*current, *value]
+        else:
+            data[key] = value
+
+
+def _fold_term(value: str) -> str:
+    from rules.text import fold
+
+    return fold(value.strip()).lstrip("=")
+
+
+def _build(data: dict[str, Any], where: Path) -> RuleSet:
+    categories = _categories(data.get("category", {}), where)
+    priority = _strings(data, "priority", where)
+    for name in priority:
+        if name not in CATEGORIES:
+            raise RuleFileError(where, "priority", f"unknown category {name!r}")
+    cues = data.get("cues", {})
+    commands = data.get("member_commands", {})
+    return RuleSet(
+        categories=categories,
+        threshold=_number(data, "threshold", where),
+        priority=priority,
+        urgency_defaults=_urgency_defaults(data.get("category_default", {}), where),
+        urgent_threshold=_number(data, "urgent_threshold", where),
+        urgent_cues=_urgent_terms(cues, where),
+        calm_cues=_terms(_strings(cues, "calm", where, "cues.calm"), 1.0, "cues.calm", where),
+        low_cues=_terms(_strings(cues, "low", where, "cues.low"), 1.0, "cues.low", where),
+        member_commands={
+            verb: [_fold_term(w) for w in _strings(commands, verb, where, f"member_commands.{verb}")]
+            for verb in ("subscribe", "unsubscribe", "help", "preferences")
+        },
+        alone_commands={_fold_term(w) for w in _strings(commands, "alone", where, "member_commands.alone")},
+        resolved_words=[_fold_term(w) for w in _strings(data.get("resolved", {}), "words", where, "resolved.words")],
+        auto_reply_subjects=[_fold_term(w) for w in _strings(data.get("auto_reply", {}), "subjects", where, "auto_reply.subjects")],
+        auto_reply_bodies=[_fold_term(w) for w in _strings(data.get("auto_reply", {}), "bodies", where, "auto_reply.bodies")],
+        city_wide=[_fold_term(w) for w in _strings(data, "city_wide", where)],
+        city_names=[_fold_term(w) for w in _strings(data, "city_names", where)],
+        ambiguous_places={_fold_term(w) for w in _strings(data, "ambiguous", where)},
+        street_abbreviations={
+            suffix: _strings(data["street_abbreviations"], suffix, where, f"street_abbreviations.{suffix}")
+            for suffix in data.get("street_abbreviations", {})
+        },
+        disclaimer_starts=_strings(data, "disclaimer_starts", where),
+    )
+
+
+def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
+    result: dict[str, Category] = {}
+    for cid, table in tables.items():
+        rule = f"category.{cid}"
+        if cid not in CATEGORIES:
+            raise RuleFileError(where, rule, f"unknown category (one of {', '.join(CATEGORIES)})")
+        if not isinstance(table, dict):
+            raise RuleFileError(where, rule, "must be a table")
+        known = {"label_nl", "label_en", "against", "not_in", *WEIGHTS}
+        for key in table:
+            if key not in known:
+                raise RuleFileError(where, f"{rule}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        category = Category(cid, str(table.get("label_nl", cid)), str(table.get("label_en", cid)))
+        for key, weight in WEIGHTS.items():
+            category.terms += _terms(_strings(table, key, where, f"{rule}.{key}"), weight, f"{rule}.{key}", where)
+        category.against = _terms(_strings(table, "against", where, f"{rule}.against"), 2.0, f"{rule}.against", where)
+        category.not_in = [_fold_term(w) for w in _strings(table, "not_in", where, f"{rule}.not_in")]
+        result[cid] = category
+    for cid in CATEGORIES:
+        result.setdefault(cid, Category(cid, cid, cid))
+    return result
+
+
+def _urgent_terms(cues: dict[str, Any], where: Path) -> list[Term]:
+    strong = {_fold_term(w) for w in _strings(cues, "strong", where, "cues.strong")}
+    words = _strings(cues, "urgent", where, "cues.urgent")
+    terms = _terms(words, 1.0, "cues.urgent", where)
+    return [Term(t.text, t.whole_word, 3.0 if t.text in strong else 1.0, t.source) for t in terms] + [
+        t for t in _terms(sorted(strong - {x.text for x in terms}), 3.0, "cues.strong", where)
+    ]
+
+
+def _urgency_defaults(table: dict[str, Any], where: Path) -> dict[str, str]:
+    for cid, value in table.items():
+        if cid not in CATEGORIES:
+            raise RuleFileError(where, f"category_default.{cid}", "unknown category")
+        if value not in URGENCIES:
+            raise RuleFileError(where, f"category_default.{cid}", f"must be one of {', '.join(URGENCIES)}")
+    return dict(table)
+
+
+def _terms(words: list[str], weight: float, rule: str, where: Path) -> list[Term]:
+    from rules.text import fold
+
+    terms = []
+    for word in words:
+        text = fold(word.strip())
+        whole = text.startswith("=")
+        text = " ".join(text.lstrip("=").split())
+        if not text:
+            raise RuleFileError(where, rule, f"empty term {word!r}")
+        terms.append(Term(text, whole, weight, rule))
+    return terms
+
+
+def _strings(table: dict[str, Any], key: str, where: Path, rule: str | None = None) -> list[str]:
+    value = table.get(key, [])
+    _check_strings(value, where, rule or key)
+    return list(value)
+
+
+def _check_strings(value: Any, where: Path, rule: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise RuleFileError(where, rule, "must be a list of non-empty strings")
+
+
+def _number(data: dict[str, Any], key: str, where: Path) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise RuleFileError(where, key, f"must be a positive number, got {value!r}")
+    return float(value)
