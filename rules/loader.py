@@ -16,7 +16,7 @@ from typing import Any
 DEFAULTS = Path(__file__).with_name("defaults")
 CATEGORIES = ("burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
               "missing_person", "fire", "traffic", "info", "other")
-WEIGHTS = {"strong": 3.0, "terms": 2.0, "weak": 1.0}
+WEIGHTS = {"strong": 3.0, "terms": 2.0, "behaviour": 2.0, "weak": 1.0}
 URGENCIES = ("urgent", "normal", "low")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from relay.config import Config
 from rules.loader import RuleSet
-from rules.matcher import TermMatcher
+from rules.matcher import Hit, TermMatcher
 from rules.text import fold
 
 _POSTCODE = re.compile(
@@ -63,7 +63,7 @@ class PlaceFinder:
         for where, original in (("subject", subject), ("text", text)):
             folded = fold(original)
             same_length = len(folded) == len(original)
-            for hit in self._matcher.find(folded):
+            for hit in _outermost(list(self._matcher.find(folded))):
                 place = hit.payload
                 written = original[hit.start : hit.end] if same_length else place.written
                 if place.kind == "city-wide":
@@ -100,6 +100,18 @@ class PlaceFinder:
                 continue
             found.append((slug, match.group(0).strip()))
         return found
+
+
+def _outermost(hits: list[Hit[Place]]) -> list[Hit[Place]]:
+    """Drop hits inside a longer one: 'Zuid' within 'Rosmalen-Zuid' is not the ward Zuid."""
+    return [
+        hit for hit in hits
+        if not any(
+            other is not hit and other.start <= hit.start and hit.end <= other.end
+            and (other.end - other.start) > (hit.end - hit.start)
+            for other in hits
+        )
+    ]
 
 
 def street_variants(street: str, abbreviations: dict[str, list[str]]) -> set[str]:
