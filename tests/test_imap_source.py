@@ -362,7 +362,7 @@ def test_idle_is_renewed_and_still_hears_new_mail(
     threading.Timer(2.5, imap_account.server.deliver, args=(imap_account.username, raw)).start()
     started = time.monotonic()
     source.wait_for_mail(10.0, threading.Event())  # two renewals, then the mail
-    assert 2.4 < time.monotonic() - started < 4.5
+    assert 2.4 < time.monotonic() - started < 6.0  # well before the 10 s timeout
     assert source.run_once() == 1
     source.close()
 
