@@ -120,7 +120,9 @@ class Classifier:
                                   command, argument, token)
         subject = clean_subject(mail.subject)
         text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
-        category = self._category(subject, text, explanation)
+        # A reply's subject is the earlier message's: it counts less than its new text.
+        subject_factor = 0.5 if clean_subject(mail.subject) != (mail.subject or "").strip() else 2.0
+        category = self._category(subject, text, subject_factor, explanation)
         wards = self._wards(subject, text, source, sender, members, explanation)
         urgency = self._urgency(category, subject, text, explanation)
         return Classification(source, "report", category, wards, urgency, explanation, sender,
@@ -239,9 +241,9 @@ class Classifier:
         return None
 
     # -- what about -------------------------------------------------------------
-    def _category(self, subject: str, text: str, explanation: list[str]) -> str:
+    def _category(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> str:
         scores = _Scores()
-        for zone, factor, original in (("subject", 2.0, subject), ("body", 1.0, text)):
+        for zone, factor, original in (("subject", subject_factor, subject), ("body", 1.0, text)):
             folded = fold(original)
             seen: set[tuple[str, str]] = set()
             for hit in self._categories.find(folded):

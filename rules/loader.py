@@ -192,7 +192,7 @@ def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
         category = Category(cid, str(table.get("label_nl", cid)), str(table.get("label_en", cid)))
         for key, weight in WEIGHTS.items():
             category.terms += _terms(_strings(table, key, where, f"{rule}.{key}"), weight, f"{rule}.{key}", where)
-        category.against = _terms(_strings(table, "against", where, f"{rule}.against"), 2.0, f"{rule}.against", where)
+        category.against = _terms(_strings(table, "against", where, f"{rule}.against"), 3.0, f"{rule}.against", where)
         category.not_in = [_fold_term(w) for w in _strings(table, "not_in", where, f"{rule}.not_in")]
         result[cid] = category
     for cid in CATEGORIES:
