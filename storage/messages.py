@@ -18,13 +18,6 @@ def message_id_by_dedup_key(session: Session, dedup_key: str) -> int | None:
     return session.scalar(select(Message.id).where(Message.dedup_key == dedup_key))
 
 
-def add_message(session: Session, message: Message) -> int:
-    """Insert and flush (raises IntegrityError on a duplicate dedup key); returns the id."""
-    session.add(message)
-    session.flush()
-    return message.id
-
-
 def insert_message(session: Session, **values: Any) -> int:
     """Insert one ``messages`` row with a Core INSERT (no unit-of-work overhead on the hot path).
 
