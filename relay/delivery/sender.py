@@ -364,8 +364,7 @@ def _record_group(state: _Pass, connection: Connection, group: list[_Outcome]) -
         with state.idle:
             state.in_progress.difference_update(o.job.delivery_id for o in group)
             state.idle.notify_all()
-        for _ in group:
-            state.unrecorded.release()
+        state.unrecorded.release(len(group))
 
 
 def _record(state: _Pass, connection: Connection, group: list[_Outcome]) -> None:
