@@ -26,6 +26,7 @@ PARTNER_KINDS = ("police", "municipality")
 AUTHORITATIVE_SOURCES = ("police", "municipality", "coordinator")
 _BULK_ONLY = re.compile(r"^header Precedence: (bulk|list)", re.IGNORECASE)
 _COMMAND_LINE_MAX = 60
+_REPLY = re.compile(r"^\s*(re|antw|aw|sv)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Classifier:
         subject = clean_subject(mail.subject)
         text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
         # A reply's subject is the earlier message's: it counts less than its new text.
-        subject_factor = 0.5 if clean_subject(mail.subject) != (mail.subject or "").strip() else 2.0
+        subject_factor = 1.0 if _REPLY.match(mail.subject or "") else 2.0
         category = self._category(subject, text, subject_factor, explanation)
         wards = self._wards(subject, text, source, sender, members, explanation)
         urgency = self._urgency(category, subject, text, explanation)
@@ -260,7 +261,7 @@ class Classifier:
 
     def _decide_category(self, scores: _Scores, explanation: list[str]) -> str:
         ranked = sorted(
-            scores.points.items(),
+            ((cid, points) for cid, points in scores.points.items() if points >= self._minimum(cid)),
             key=lambda item: (-item[1], self._priority(item[0])),
         )
         if not ranked or ranked[0][1] < self.rules.threshold:
@@ -272,6 +273,10 @@ class Classifier:
         runner = f"; next {ranked[1][0]} {ranked[1][1]:g}" if len(ranked) > 1 else ""
         explanation.append(f"category {best} ({points:g} points): {reasons}{runner}")
         return best
+
+    def _minimum(self, category: str) -> float:
+        minimum = self.rules.categories[category].min_points
+        return minimum if minimum is not None else self.rules.threshold
 
     def _priority(self, category: str) -> int:
         order = self.rules.priority

@@ -46,6 +46,7 @@ class Category:
     terms: list[Term] = field(default_factory=list)
     against: list[Term] = field(default_factory=list)
     not_in: list[str] = field(default_factory=list)
+    min_points: float | None = None  # None: the rule set's threshold
 
 
 @dataclass
@@ -185,7 +186,7 @@ def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
             raise RuleFileError(where, rule, f"unknown category (one of {', '.join(CATEGORIES)})")
         if not isinstance(table, dict):
             raise RuleFileError(where, rule, "must be a table")
-        known = {"label_nl", "label_en", "against", "not_in", *WEIGHTS}
+        known = {"label_nl", "label_en", "against", "not_in", "min_points", *WEIGHTS}
         for key in table:
             if key not in known:
                 raise RuleFileError(where, f"{rule}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
@@ -194,6 +195,8 @@ def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
             category.terms += _terms(_strings(table, key, where, f"{rule}.{key}"), weight, f"{rule}.{key}", where)
         category.against = _terms(_strings(table, "against", where, f"{rule}.against"), 3.0, f"{rule}.against", where)
         category.not_in = [_fold_term(w) for w in _strings(table, "not_in", where, f"{rule}.not_in")]
+        if "min_points" in table:
+            category.min_points = _number(table, "min_points", where, f"{rule}.min_points")
         result[cid] = category
     for cid in CATEGORIES:
         result.setdefault(cid, Category(cid, cid, cid))
@@ -243,8 +246,8 @@ def _check_strings(value: Any, where: Path, rule: str) -> None:
         raise RuleFileError(where, rule, "must be a list of non-empty strings")
 
 
-def _number(data: dict[str, Any], key: str, where: Path) -> float:
+def _number(data: dict[str, Any], key: str, where: Path, rule: str | None = None) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise RuleFileError(where, key, f"must be a positive number, got {value!r}")
+        raise RuleFileError(where, rule or key, f"must be a positive number, got {value!r}")
     return float(value)

@@ -57,15 +57,24 @@ def is_forward(subject: str, body: str) -> bool:
 
 
 def own_text(body: str, subject: str, disclaimer_starts: Sequence[str]) -> str:
-    """What the sender wrote: without quotes, signatures and disclaimers."""
-    lines = (body or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if is_forward(subject, body):
-        lines = _unwrap_forward(lines)
-    else:
-        lines = _cut_reply_quote(lines)
+    """What the sender wrote: without quotes, signatures and disclaimers.
+
+    A forward keeps the forwarded message: the note above it and the
+    forwarded text are each cut at their own signature and disclaimer.
+    """
+    text = (body or "").replace("\r\n", "\n").replace("\r", "\n")
+    starts = tuple(fold(s) for s in disclaimer_starts)
+    if is_forward(subject, text):
+        segments = _FORWARD_MARKERS.split(text)
+        parts = [segment for segment in segments[::3] if segment is not None]
+        kept = [_clean_lines(_unwrap_forward(part.split("\n")), starts) for part in parts]
+        return "\n".join(part for part in kept if part).strip()
+    return _clean_lines(_cut_reply_quote(text.split("\n")), starts)
+
+
+def _clean_lines(lines: list[str], starts: tuple[str, ...]) -> str:
     lines = [line for line in lines if not line.lstrip().startswith(">")]
     lines = _cut_at(lines, lambda line: bool(_SIGNATURE.match(line) or _PHONE_SIGNATURES.match(line)))
-    starts = tuple(fold(s) for s in disclaimer_starts)
     lines = _cut_at(lines, lambda line: fold(line.strip()).startswith(starts) if starts else False)
     return "\n".join(lines).strip()
 
