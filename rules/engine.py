@@ -329,7 +329,8 @@ class Classifier:
     def _decide_urgency(self, base: str, category: str, points: float, urgent: list[str],
                         calm: list[str], low: list[str], explanation: list[str]) -> str:
         threshold = self.rules.urgent_threshold
-        if base == "low" or (category in ("other", "info") and low and points < threshold):
+        announcement = len(set(low)) >= 2 and category not in ("missing_person", "fire")
+        if base == "low" or (points < threshold and (announcement or (category in ("other", "info") and low))):
             explanation.append(f"urgency low: category {category}" + (f", '{low[0]}'" if low else ""))
             return "low"
         if base == "urgent":
