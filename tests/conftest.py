@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.dovecot",
     "tests.fixtures.smtp",
     "tests.fixtures.postgres",
+    "tests.e2e",
 ]
