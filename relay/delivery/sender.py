@@ -4,12 +4,15 @@
 before it is sent, sends over ``config.smtp.connections`` reused connections
 concurrently (one sender thread per connection, see ``relay.delivery.smtp``)
 and records every outcome right after the server answered. Three kinds of
-thread share the work: the caller claims the next batch while the current one
-is sent (a bounded queue), the senders send, one writer records outcomes.
+thread share the work: the caller claims the next batch when the queue runs
+below half a batch, the senders send, one writer records outcomes.
 
-- accepted: marked sent (group commits by one writer, so the marks trail the
-  server's "250" by one commit; only messages accepted in that window can be
-  sent twice after a crash: the in-flight rule);
+- accepted: marked sent by the writer in group commits (one transaction per
+  ``GATHER_SECONDS``), so a mark trails the server's "250" by at most one
+  group. Senders may run at most ``in_flight_limit(connections)`` messages
+  ahead of the marks (16 per connection): after a crash only those can be sent
+  twice, the in-flight rule. A smaller limit means more, smaller commits;
+  bench/fanout.py shows the cost;
 - temporary (4xx, lost connection, timeout): retried with exponential backoff
   (``delivery.retry_base_seconds`` doubling up to ``retry_max_seconds``), failed
   after ``delivery.max_attempts`` tries;
