@@ -39,7 +39,7 @@ def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> C
 
 def make_runtime(config: Config, sessions: sessionmaker[Session], clock: Clock) -> Runtime:
     # Delivery never classifies: no classifier needed.
-    return Runtime(config=config, sessions=sessions, classifier=None,
+    return Runtime(config=config, sessions=sessions, classifier=None,  # type: ignore[arg-type]
                    templates=Templates(config), clock=clock)
 
 

@@ -120,3 +120,38 @@ def test_forward_reply_goes_to_the_original_sender_only(sessions: sessionmaker[S
     message = message_from_bytes(new[0].raw, policy=default)
     assert "Ik zag een witte bus." in message.get_content()
     assert message["In-Reply-To"] == alert.message_id_header
+
+
+def test_a_residents_name_and_address_are_not_forwarded(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
+    rt = make_runtime(make_config(25), sessions, clock)
+    now = clock.now()
+    body = ("Er loopt nu een man aan autoportieren te trekken op het Olympiaplein.\n"
+            "Bel me op els.jansen@bewoners.nl als u meer weet.\n\nGroetjes Els Jansen\nEls\n")
+    with sessions() as session, session.begin():
+        reporter = add_members(session, "maaspoort", 1, now, prefix="els")[0]
+        reporter.name = "Els Jansen"
+        raw = report_bytes(sender="Els Jansen <els.jansen@bewoners.nl>", body=body)
+        item = approved_item(session, now, raw=raw, from_address="els.jansen@bewoners.nl", partners=["police"])
+        alert = publish_alert(rt, session, item, decided_by="anna@example.org", now=now)
+        [notice] = list(session.scalars(select(Delivery).where(Delivery.purpose == "partner_forward")))
+    assert alert.body is not None
+    assert "Els" not in alert.body and "Jansen" not in alert.body and "bewoners.nl" not in alert.body
+    assert "Groetjes [naam]" in alert.body and "[e-mail]" in alert.body
+    assert "autoportieren te trekken op het Olympiaplein" in alert.body
+    assert notice.raw is not None
+    partner_text = message_from_bytes(notice.raw, policy=default).get_content()
+    assert "Groetjes Els Jansen" in partner_text  # the police get the reporter's own words
+
+
+def test_a_partners_text_and_a_coordinators_edit_are_kept(sessions: sessionmaker[Session],
+                                                          clock: FrozenClock) -> None:
+    rt = make_runtime(make_config(25), sessions, clock)
+    now = clock.now()
+    with sessions() as session, session.begin():
+        police = approved_item(session, now, source="police", partner_name="Politie Oost-Brabant",
+                               raw=report_bytes(sender="Wijkagent Jansen <agent@politie.nl>",
+                                                body="Groet, wijkagent Jansen\n"))
+        edited = approved_item(session, now, raw=report_bytes(sender="Els Jansen <els@bewoners.nl>"),
+                               edited_text="Els Jansen zag iets.")
+        assert publish_alert(rt, session, police, decided_by="a@example.org", now=now).body == "Groet, wijkagent Jansen"
+        assert publish_alert(rt, session, edited, decided_by="a@example.org", now=now).body == "Els Jansen zag iets."

@@ -10,6 +10,7 @@ Nothing here talks SMTP.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +52,7 @@ def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by:
         category=item.category,
         urgency=item.urgency or "normal",
         subject=compose.header_safe((message.subject if message is not None else None) or ""),
-        body=item.edited_text if item.edited_text is not None else _text_of(message),
+        body=alert_body(item, message, reporter),
         attachments=passing_attachments(config, item.source, message),
         created_at=now,
     )
@@ -103,6 +104,47 @@ def forward_reply(rt: Runtime, session: Session, item: QueueItem, *, now: dateti
 
 
 # ---------------------------------------------------------------- the alert's content
+
+
+def alert_body(item: QueueItem, message: Message | None, reporter: Member | None) -> str:
+    """The text members read: the coordinator's edit as written, else the message text.
+
+    A resident's own text goes out without their name or email address (the
+    promise in the SPEC): the sender's display name, its parts and their
+    address are replaced. A coordinator's edit is taken as the coordinator wrote it.
+    """
+    if item.edited_text is not None:
+        return item.edited_text
+    text = _text_of(message)
+    if item.source in PARTNER_SOURCES or message is None:
+        return text
+    names = [reporter.name] if reporter is not None and reporter.name else []
+    if message.raw:
+        names += [name for name, _ in parse_mail(message.raw, None).from_addresses if name]
+    addresses = [a for a in (message.from_address, reporter.email if reporter else None) if a]
+    return scrub_reporter(text, names, addresses)
+
+
+NAME_PARTICLES = frozenset({"van", "de", "der", "den", "het", "ten", "ter", "te", "'t", "la", "le", "di", "el",
+                            "al", "von", "du", "da", "dos"})
+
+
+def scrub_reporter(text: str, names: list[str], addresses: list[str]) -> str:
+    """Replace the reporter's names and addresses in ``text`` with [naam] / [e-mail]."""
+    for address in {a.lower() for a in addresses}:
+        text = re.sub(re.escape(address), "[e-mail]", text, flags=re.IGNORECASE)
+    words: set[str] = set()
+    for name in names:
+        cleaned = " ".join(name.replace('"', " ").split())
+        if "@" in cleaned or not cleaned:
+            continue
+        words.add(cleaned)
+        words.update(part for part in re.split(r"[\s,]+", cleaned)
+                     if len(part) >= 2 and part.lower() not in NAME_PARTICLES and part[0].isupper())
+    # Longest first, so "Jan de Vries" goes before "Jan".
+    for word in sorted(words, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", "[naam]", text)
+    return text
 
 
 def partner_name(config: Config, item: QueueItem) -> str | None:
@@ -196,7 +238,8 @@ def _notify_partners(rt: Runtime, session: Session, item: QueueItem, alert: Aler
             urgent=alert.urgency == "urgent",
             wards=", ".join(w.name if (w := config.ward(s)) else s for s in alert.wards),
             subject=alert.subject,
-            text=alert.body or "",
+            # Partners read the reporter's own words, names included (they get the contact anyway).
+            text=item.edited_text if item.edited_text is not None else _text_of(item.message),
             contact=_contact(item.message, reporter, config),
             attachments=len(alert.attachments),
         )
