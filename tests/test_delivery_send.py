@@ -441,3 +441,16 @@ def test_a_job_whose_claim_expired_is_not_sent(smtp_sink: RecordingSink, session
     assert stats.sent == 1 and len(smtp_sink.messages) == 1
     rest = [row for row in deliveries(sessions) if row.status == "pending"]
     assert len(rest) == 2 and {row.claimed_by for row in rest} == {"other-process"}
+
+
+def test_an_unreachable_server_stops_the_pass_at_once(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
+    with RecordingSink() as sink:
+        port = sink.port  # closed again: nothing listens here any more
+    rt = make_runtime(make_config(port), sessions, clock)
+    publish(rt, members={"maaspoort": 30})
+    stats = deliver_pending(rt)
+    assert stats.sent == 0 and 1 <= stats.retried <= rt.config.smtp.connections
+    rows = deliveries(sessions)
+    untouched = [row for row in rows if row.attempts == 0]
+    assert len(untouched) == 30 - stats.retried
+    assert all(row.status == "pending" and row.claimed_by is None for row in untouched)

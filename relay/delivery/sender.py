@@ -116,6 +116,7 @@ class _Pass:
     idle: threading.Condition = field(init=False)
     unrecorded: threading.Semaphore = field(init=False)
     writer_error: BaseException | None = None
+    unreachable: bool = False  # the SMTP server could not be reached: stop the pass
     untried: list[int] = field(default_factory=list)  # taken from the queue after a stop
     finished: threading.Event = field(default_factory=threading.Event)  # no more jobs will come
     wanted: threading.Event = field(default_factory=threading.Event)  # senders: the queue runs low
@@ -126,7 +127,8 @@ class _Pass:
         self.unrecorded = threading.Semaphore(in_flight_limit(self.config.smtp.connections))
 
     def stopped(self) -> bool:
-        return self.writer_error is not None or (self.stop is not None and self.stop.is_set())
+        return (self.writer_error is not None or self.unreachable
+                or (self.stop is not None and self.stop.is_set()))
 
     @property
     def config(self) -> Config:
@@ -299,7 +301,13 @@ def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.Sim
                 state.untried.append(job.delivery_id)
             return
         state.unrecorded.acquire()  # released once the writer recorded the outcome
-        outcomes.put(_Outcome(job, _send_one(state, pool, job)))
+        result = _send_one(state, pool, job)
+        outcomes.put(_Outcome(job, result))
+        if result.unreachable:
+            # No use trying every other row against a server that is down:
+            # stop the pass; the rest is released and tried next time.
+            log.warning("SMTP server unreachable (%s); delivery pass stopped", result.detail)
+            state.unreachable = True
 
 
 def _drop_expired(state: _Pass, job: _Job) -> None:

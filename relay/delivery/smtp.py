@@ -31,7 +31,7 @@ import re
 import smtplib
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiosmtplib
@@ -48,6 +48,9 @@ class SendResult:
     outcome: Outcome
     code: int | None = None
     detail: str = ""
+    # The server could not be reached or refused the session (connect, TLS,
+    # AUTH): nothing about this recipient, so the pass should stop.
+    unreachable: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -155,7 +158,10 @@ class SmtpPool:
         client = self._idle.get()
         try:
             if client is None:
-                client = open_smtp(self._cfg)
+                try:
+                    client = open_smtp(self._cfg)
+                except Exception as error:  # noqa: BLE001 - classified, flagged as unreachable
+                    return replace(classify_error(error), unreachable=True)
                 with self._lock:
                     self.connects += 1
             transfer(client, sender, recipient, raw)
