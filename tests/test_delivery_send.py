@@ -451,6 +451,6 @@ def test_an_unreachable_server_stops_the_pass_at_once(sessions: sessionmaker[Ses
     stats = deliver_pending(rt)
     assert stats.sent == 0 and 1 <= stats.retried <= rt.config.smtp.connections
     rows = deliveries(sessions)
-    untouched = [row for row in rows if row.attempts == 0]
-    assert len(untouched) == 30 - stats.retried
-    assert all(row.status == "pending" and row.claimed_by is None for row in untouched)
+    # Released, not charged an attempt: an outage is not the recipients' fault.
+    assert all(row.status == "pending" and row.claimed_by is None and row.attempts == 0 for row in rows)
+    assert stats.retried < len(rows)

@@ -406,6 +406,12 @@ def _engine(rt: Runtime) -> Engine:
 
 def _temporary(state: _Pass, session: Session, outcome: _Outcome, now: datetime) -> None:
     delivery = state.config.delivery
+    if outcome.result.unreachable:
+        # The server, not this recipient: no attempt is counted, or a long
+        # outage would use up the attempts of whichever rows came first.
+        release(session, [outcome.job.delivery_id], state.worker)
+        state.stats.retried += 1
+        return
     tries = outcome.job.attempts + 1
     if tries >= delivery.max_attempts:
         mark_failed(session, outcome.job.delivery_id, f"gave up after {tries} tries: {outcome.result.detail}")
