@@ -1,0 +1,176 @@
+"""``binrelay members``: CSV import with bad rows by line number, list, remove, export and erase."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from relay.clock import FrozenClock
+from relay.members_cli import (
+    members_erase,
+    members_export,
+    members_import,
+    members_list,
+    members_remove,
+)
+from relay.runtime import Runtime
+from storage.models import AuditEvent, Delivery, Member
+from storage.outbox import enqueue_notice, mark_sent
+from tests.test_membership import command, confirm_token, reply_to_confirmation, runtime
+
+
+def run_import(rt: Runtime, tmp_path: Path, text: str | bytes, name: str = "members.csv") -> tuple[int, str, str]:
+    path = tmp_path / name
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    out, err = io.StringIO(), io.StringIO()
+    code = members_import(rt, path, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def all_members(rt: Runtime) -> dict[str, Member]:
+    with rt.sessions() as session:
+        rows = list(session.scalars(select(Member)))
+        for row in rows:
+            session.expunge(row)
+    return {row.email: row for row in rows}
+
+
+def test_import_good_file(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    code, out, err = run_import(rt, tmp_path, "email,name,ward\nJan@Example.NL,Jan Jansen,Maaspoort\n"
+                                              "els@example.nl,,empel\n")
+    assert (code, out.strip(), err) == (0, "2 added, 0 updated, 0 bad", "")
+    members = all_members(rt)
+    assert members["jan@example.nl"].name == "Jan Jansen" and members["jan@example.nl"].ward == "maaspoort"
+    assert members["els@example.nl"].status == "active" and members["els@example.nl"].language == "nl"
+    assert members["jan@example.nl"].unsubscribe_token != members["els@example.nl"].unsubscribe_token
+
+
+def test_import_reports_bad_rows_by_line_and_imports_the_rest(engine: Engine, clock: FrozenClock,
+                                                               tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    text = ("\ufeffE-mail;Naam;Wijk;Postcode\n"      # BOM, ';' and Dutch column names
+            "jan@example.nl;Jan;Maaspoort;5221 AB\n"   # 2 good
+            "not-an-address;Kees;Empel;\n"             # 3 bad address
+            "\n"                                       # 4 blank: skipped
+            "els@example.nl;Els;Rosmalen;\n"           # 5 unknown ward
+            "piet@example.nl;Piet\n"                   # 6 missing column
+            "\"ria@example.nl\";\"Ria; de Boer\";;5235\n")  # 7 ward from the postcode, quoted ';'
+    code, out, err = run_import(rt, tmp_path, text.encode("utf-8"))
+    assert code == 1
+    assert out.strip() == "2 added, 0 updated, 3 bad"
+    lines = err.strip().splitlines()
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in lines] == ["3", "5", "6"]
+    assert "bad address 'not-an-address'" in lines[0]
+    assert "unknown ward 'Rosmalen'" in lines[1]
+    assert "missing column ward" in lines[2]
+    members = all_members(rt)
+    assert set(members) == {"jan@example.nl", "ria@example.nl"}
+    assert members["jan@example.nl"].postcode == "5221AB"
+    assert (members["ria@example.nl"].ward, members["ria@example.nl"].name) == ("empel", "Ria; de Boer")
+
+
+def test_import_updates_and_keeps_unsubscribed_members_out(engine: Engine, clock: FrozenClock,
+                                                           tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    run_import(rt, tmp_path, "email,name,ward\njan@example.nl,Jan,Maaspoort\nels@example.nl,Els,Empel\n")
+    token = all_members(rt)["jan@example.nl"].unsubscribe_token
+    assert members_remove(rt, "els@example.nl", io.StringIO(), io.StringIO()) == 0
+    code, out, _ = run_import(rt, tmp_path, "ward,email\nEmpel,jan@example.nl\nMaaspoort,els@example.nl\n")
+    assert code == 0 and out.startswith("0 added, 2 updated, 0 bad")
+    members = all_members(rt)
+    jan, els = members["jan@example.nl"], members["els@example.nl"]
+    assert (jan.ward, jan.name, jan.unsubscribe_token) == ("empel", "Jan", token)
+    assert els.ward == "maaspoort" and els.status == "left"  # an import does not sign them up again
+
+
+def test_import_without_header_is_refused(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    code, out, err = run_import(rt, tmp_path, "jan@example.nl,Jan,Maaspoort\n")
+    assert code == 2 and out == "" and "header line is required" in err
+    code, _, err = run_import(rt, tmp_path, "email,name\njan@example.nl,Jan\n")
+    assert code == 2 and "no column ward" in err
+    assert all_members(rt) == {}
+
+
+def test_import_50k_rows(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    wards = ["Maaspoort", "Empel", "5223"]
+    lines = ["email,name,ward"] + [f"member{i}@example.nl,Member {i},{wards[i % 3]}" for i in range(50_000)]
+    lines[25_001] = "broken,Nobody,Empel"
+    code, out, err = run_import(rt, tmp_path, "\n".join(lines) + "\n")
+    assert code == 1 and out.strip() == "49999 added, 0 updated, 1 bad"
+    assert err.strip().endswith(":25002: bad address 'broken'")
+    with rt.sessions() as session:
+        per_ward = dict(session.execute(select(Member.ward, func.count()).group_by(Member.ward)).all())
+    assert per_ward == {"maaspoort": 16667, "empel": 16666, "den-bosch-oost": 16666}
+
+
+def test_list_table_and_json(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    run_import(rt, tmp_path, "email,name,ward\nb@example.nl,Bea,Empel\na@example.nl,Ann,Empel\n"
+                             "c@example.nl,Cor,Maaspoort\n")
+    out = io.StringIO()
+    assert members_list(rt, "empel", True, out) == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["email"] for row in rows] == ["a@example.nl", "b@example.nl"]
+    assert rows[0]["ward"] == "empel" and rows[0]["status"] == "active"
+    out = io.StringIO()
+    assert members_list(rt, None, False, out) == 0
+    assert "c@example.nl" in out.getvalue() and out.getvalue().strip().endswith("3 members")
+    err = io.StringIO()
+    assert members_list(rt, "Atlantis", False, io.StringIO(), err) == 2 and "unknown ward" in err.getvalue()
+
+
+def test_remove(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    run_import(rt, tmp_path, "email,name,ward\njan@example.nl,Jan,Empel\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert members_remove(rt, "JAN@example.nl", out, err) == 0
+    assert all_members(rt)["jan@example.nl"].status == "left"
+    assert members_remove(rt, "jan@example.nl", io.StringIO(), err) == 1 and "no active member" in err.getvalue()
+    listed = io.StringIO()
+    members_list(rt, None, True, listed)
+    assert listed.getvalue() == ""
+
+
+def test_export_and_erase(engine: Engine, clock: FrozenClock) -> None:
+    rt = runtime(engine, clock)
+    piet = "piet@example.net"
+    command(rt, "subscribe", subject="AANMELDEN Empel", sender=piet)
+    reply_to_confirmation(rt, confirm_token(rt, piet), sender=piet)
+    command(rt, "subscribe", subject="AANMELDEN Empel", sender="other@example.net")
+    with rt.sessions() as session, session.begin():  # the answers went out; one more notice still waits
+        mark_sent(session, list(session.scalars(select(Delivery.id))), clock.now())
+        enqueue_notice(session, recipient=piet, raw=b"x", purpose="test", now=clock.now())
+
+    out = io.StringIO()
+    assert members_export(rt, piet, out, io.StringIO()) == 0
+    data = json.loads(out.getvalue())
+    assert data["member"]["ward"] == "empel" and data["member"]["status"] == "active"
+    assert len(data["confirmations"]) == 1 and data["confirmations"][0]["used_at"] is not None
+    assert {d["purpose"] for d in data["deliveries"]} == {"member_confirm", "member_welcome", "test"}
+    assert {e["action"] for e in data["audit_events"]} >= {"subscribe_requested", "member_joined"}
+
+    out = io.StringIO()
+    assert members_erase(rt, piet, out, io.StringIO()) == 0
+    assert "erased piet@example.net: 1 member, 1 confirmations, 3 deliveries" in out.getvalue()
+    with rt.sessions() as session:
+        assert session.scalars(select(Member).where(Member.email == piet)).first() is None
+        recipients = list(session.scalars(select(Delivery.recipient)))
+        assert piet not in recipients and "other@example.net" in recipients
+        assert len(recipients) == 3  # the pending one to piet was dropped; two sent ones anonymised + other's
+        assert all(raw is None for raw in session.scalars(select(Delivery.raw).where(Delivery.recipient != "other@example.net")))
+        events = list(session.scalars(select(AuditEvent)))
+        assert all(piet not in f"{e.actor} {e.detail}" for e in events)
+    for row in all_members(rt).values():
+        assert row.email != piet
+    err = io.StringIO()
+    assert members_export(rt, piet, io.StringIO(), err) == 1 and "nothing is kept" in err.getvalue()
+    assert members_erase(rt, piet, io.StringIO(), io.StringIO()) == 1
