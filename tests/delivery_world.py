@@ -45,10 +45,11 @@ def make_runtime(config: Config, sessions: sessionmaker[Session], clock: Clock) 
 
 def add_members(session: Session, ward: str, count: int, now: datetime, *, prefix: str | None = None,
                 language: str = "nl", **fields: Any) -> list[Member]:
+    fields.setdefault("preferences", {})
     members = [
         Member(email=f"{prefix or ward}{i}@example.net", name=f"Bewoner {i}", ward=ward, language=language,
-               status="active", bounce_score=0, unsubscribe_token=new_token(), preferences={}, joined_at=now,
-               **fields)
+               status="active", bounce_score=0, unsubscribe_token=new_token(), joined_at=now,
+               **{**fields, "preferences": dict(fields["preferences"])})
         for i in range(count)
     ]
     session.add_all(members)

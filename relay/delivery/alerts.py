@@ -180,11 +180,13 @@ def _attachment_ref(part: Attachment) -> dict[str, Any]:
 
 
 def wants(member: Member, alert: Alert) -> bool:
-    """The member's preferences: ``urgent_only`` and ``categories`` (urgent alerts always pass)."""
+    """An immediate copy, by the member's preferences (``relay.membership``): urgent alerts always;
+    otherwise not with ``urgent_only`` or ``digest`` (``relay.delivery.digest`` sends those daily),
+    and only the chosen ``categories``."""
     preferences = member.preferences or {}
     if alert.urgency == "urgent":
         return True
-    if preferences.get("urgent_only"):
+    if preferences.get("urgent_only") or preferences.get("digest"):
         return False
     categories = preferences.get("categories")
     return not categories or (alert.category or "other") in categories
