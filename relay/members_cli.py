@@ -75,8 +75,8 @@ def members_import(rt: Runtime, path: Path, out: TextIO, err: TextIO) -> int:
     try:
         text = read_text(path)
         rows, bad = parse_rows(rt.config, text)
-    except (OSError, CsvHeaderError) as problem:
-        print(f"{path}: {problem}", file=err)
+    except (OSError, CsvHeaderError) as error:
+        print(f"{path}: {error}", file=err)
         return EXIT_USAGE
     result = ImportResult(bad=bad)
     for line, problem in bad:

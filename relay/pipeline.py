@@ -29,7 +29,7 @@ from storage.models import Classification, Message
 log = logging.getLogger("binrelay.pipeline")
 
 Handler = Callable[[Runtime, Session, Message, ParsedMail, Classification], None]
-MEMBER_COMMANDS = frozenset({"subscribe", "unsubscribe", "help", "confirm"})
+MEMBER_COMMANDS = frozenset({"subscribe", "unsubscribe", "help", "confirm", "preferences"})
 
 
 @dataclass
