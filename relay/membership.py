@@ -335,10 +335,11 @@ def apply_preferences(current: dict[str, Any], line: CommandLine) -> dict[str, A
     updated = dict(current)
     if word in ("alles", "all"):
         return {"urgent_only": False, "categories": [], "digest": False}
+    # Urgent-only and the daily digest are two ways of receiving: the latest command wins.
     if word in ("alleen spoed", "urgent only"):
-        updated["urgent_only"] = True
+        updated["urgent_only"], updated["digest"] = True, False
     elif word in ("dagelijks", "daily"):
-        updated["digest"] = True
+        updated["digest"], updated["urgent_only"] = True, False
     elif word in ("categorieen", "categories"):
         categories, unknown = parse_categories(line.argument or "")
         if unknown or not categories:

@@ -174,3 +174,34 @@ def test_export_and_erase(engine: Engine, clock: FrozenClock) -> None:
     err = io.StringIO()
     assert members_export(rt, piet, io.StringIO(), err) == 1 and "nothing is kept" in err.getvalue()
     assert members_erase(rt, piet, io.StringIO(), io.StringIO()) == 1
+
+
+def test_import_export_erase_on_both_backends(db_url: str, clock: FrozenClock, tmp_path: Path) -> None:
+    from storage.db import make_engine, migrate
+    from tests.test_approvals_helpers import make_runtime
+    from tests.test_membership import membership_config
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    try:
+        rt = make_runtime(engine, clock, membership_config())
+        code, out, _ = run_import(rt, tmp_path, "email,name,ward\njan_1%@example.nl,Jan,Empel\n"
+                                                "jan.1@example.nl,Jan Twee,Empel\n")
+        assert code == 0 and out.startswith("2 added")
+        with rt.sessions() as session, session.begin():
+            enqueue_notice(session, recipient="jan_1%@example.nl", raw=b"x", purpose="test", now=clock.now())
+            mark_sent(session, list(session.scalars(select(Delivery.id))), clock.now())
+        assert members_remove(rt, "jan_1%@example.nl", io.StringIO(), io.StringIO()) == 0
+        exported = io.StringIO()
+        assert members_export(rt, "JAN_1%@example.nl", exported, io.StringIO()) == 0
+        data = json.loads(exported.getvalue())
+        assert data["member"]["status"] == "left" and [d["status"] for d in data["deliveries"]] == ["sent"]
+        assert [e["action"] for e in data["audit_events"]] == ["member_removed"]
+        assert members_erase(rt, "jan_1%@example.nl", io.StringIO(), io.StringIO()) == 0
+        # LIKE wildcards in the address must not touch the look-alike address.
+        assert set(all_members(rt)) == {"jan.1@example.nl"}
+        with rt.sessions() as session:
+            events = list(session.scalars(select(AuditEvent)))
+            assert all("jan_1%" not in f"{e.actor} {e.detail}" for e in events)
+    finally:
+        engine.dispose()

@@ -314,7 +314,10 @@ def test_preferences_dutch(engine: Engine, clock: FrozenClock) -> None:
     assert "Categorieën: inbraak, brand, vermissing (spoedberichten altijd)" in outbox(
         rt.sessions, "member_preferences")[-1].body
     command(rt, "preferences", subject="dagelijks")
-    assert members(rt)[PIET].preferences["digest"] is True
+    preferences = members(rt)[PIET].preferences
+    assert preferences["digest"] is True and preferences["urgent_only"] is False  # the latest mode wins
+    assert preferences["categories"] == ["burglary", "fire", "missing_person"]
+    assert "één keer per dag" in outbox(rt.sessions, "member_preferences")[-1].body
     command(rt, "preferences", subject="ALLES")
     assert members(rt)[PIET].preferences == {"urgent_only": False, "categories": [], "digest": False}
 
