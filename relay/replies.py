@@ -1,0 +1,498 @@
+"""Reading a coordinator's answer to an approval request, as real mail clients send it.
+
+Pure text, no storage or protocol: ``reply_text`` finds what the coordinator
+newly wrote (above a top-posted quote or below a bottom-posted one, without
+signatures and client artefacts), ``parse_reply`` reads the command in it,
+``resolve_wards`` maps the ward names it names to configured slugs.
+
+The rule for safety: approving must be unambiguous. A close typo of a command
+word, two different decisions or a command below other text is reported as a
+problem, so the approvals layer asks again instead of guessing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from relay.config import Config
+from relay.mime import ParsedMail
+
+Decision = Literal["approve", "reject", "edit"]
+
+# Command words (accent- and case-folded) and the language each belongs to.
+DECISION_WORDS: dict[str, Decision] = {
+    "akkoord": "approve", "ok": "approve", "ja": "approve", "approve": "approve", "yes": "approve",
+    "afwijzen": "reject", "nee": "reject", "reject": "reject", "no": "reject",
+    "wijzig": "edit", "edit": "edit",
+}
+WARD_WORDS = frozenset({"wijk", "wijken", "ward", "wards"})
+PARTNER_WORDS = {"politie": "police", "police": "police", "gemeente": "municipality", "municipality": "municipality"}
+ENGLISH_WORDS = frozenset({"approve", "yes", "reject", "no", "edit", "ward", "wards", "police", "municipality"})
+ALL_COMMAND_WORDS = frozenset(DECISION_WORDS) | WARD_WORDS | frozenset(PARTNER_WORDS)
+LIST_JOINERS = frozenset({"en", "and", "&", "+"})
+
+# ---------------------------------------------------------------- recognising quotes and signatures
+
+_ATTRIBUTION_VERB = r"(?:schreef|wrote|schrieb|geschreven|a\s+écrit|escribió|scrisse)"
+# "Op 12-11-2026 om 09:14 schreef Anna:", "On Mon, 3 Nov 2026, BIN <...> wrote:",
+# "Am 03.11.2026 um 14:02 schrieb ...:", Apple's "... heeft ... het volgende geschreven:".
+_ATTRIBUTION = re.compile(
+    rf"^\s*(?:(?:op|on|am|le|el|il)\b.{{0,300}}?\b{_ATTRIBUTION_VERB}\b.{{0,300}}"
+    rf"|.{{1,200}}?\b{_ATTRIBUTION_VERB}(?:\s+het\s+volgende)?)\s*:\s*$",
+    re.IGNORECASE,
+)
+# "Op ... schreef" whose name/address runs on to the next line (Gmail wraps at 76).
+_ATTRIBUTION_START = re.compile(r"^\s*(?:op|on|am|le|el)\s+\S.*(?:\d|schreef|wrote|schrieb|<)", re.IGNORECASE)
+_SEPARATOR = re.compile(
+    r"^\s*(?:-{2,}\s*(?:oorspronkelijk\s+bericht|original\s+message|doorgestuurd\s+bericht|forwarded\s+message"
+    r"|urspr(?:ü|ue)ngliche\s+nachricht|message\s+d'origine)\s*-{2,}"
+    r"|(?:begin\s+doorgestuurd\s+bericht|begin\s+forwarded\s+message|forwarded\s+message)\s*:"
+    r"|_{10,})\s*$",
+    re.IGNORECASE,
+)
+_HEADER_FROM = re.compile(r"^\s*\*?(?:van|from|de|von)\s*:\s*\*?\s*\S", re.IGNORECASE)
+_HEADER_OTHER = re.compile(
+    r"^\s*\*?(?:verzonden|sent|date|datum|aan|to|onderwerp|subject|cc|envoyé|gesendet|an|betreff|objet|à)\s*:",
+    re.IGNORECASE,
+)
+_RULE = re.compile(r"^\s*[-_=*~]{3,}\s*$")  # <hr> rendered as dashes, and similar lines
+_QUOTED = re.compile(r"^\s*>")
+_SIGNATURE_DASHES = re.compile(r"^--\s*$")
+_MOBILE_SIGNATURE = re.compile(
+    r"^\s*(?:"
+    r"(?:verzonden|verstuurd|gestuurd|sent|envoyé|gesendet)\s+(?:vanaf|vanuit|van|via|met|from|with|von|depuis|mit)\s+"
+    r"(?:(?:mijn|my|mein(?:em)?|mon)\b.{0,60}|(?:de\s+|the\s+)?(?:yahoo|outlook|mail|proton\s*mail|gmail|samsung"
+    r"|galaxy|huawei|android|ios|iphone|ipad|blackberry|aol|gmx|hotmail|telefoon|fairemail|k-9|spark)\b.{0,60})"
+    r"|(?:get|download)\s+outlook\s+for\s+.{0,80}"
+    r"|outlook\s+voor\s+.{0,30}\s*downloaden.{0,80}"
+    r"|outlook\s+(?:for|voor)\s+(?:android|ios).{0,80}"
+    r")\s*$",
+    re.IGNORECASE,
+)
+_ARTEFACT = re.compile(
+    r"^\s*(?:\[(?:cid|image|afbeelding|bild)\s*:[^\]]*\]|<image\d*\.\w+>|\[https?://[^\]]*\])\s*$", re.IGNORECASE
+)
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_SALUTATION = re.compile(
+    r"^\s*(?:hoi|hallo|hai|hey|hi|hello|dag|beste|lieve|dear|goedemorgen|goedemiddag|goedenavond|morning)"
+    r"(?:\s+[^\s,!.:]+){0,3}\s*[,!.:]?\s*$",
+    re.IGNORECASE,
+)
+_CLOSING = re.compile(
+    r"^\s*(?:(?:(?:met\s+)?(?:vriendelijke|hartelijke|beste|warme|zonnige)?\s*groet(?:en|jes)?|mvg|m\.v\.g\.?|gr\.?"
+    r"|grt\.?|(?:kind|best|warm)\s+regards|regards|cheers)(?:[\s,]+[^\s,]+){0,2}"
+    r"|best|thanks|bedankt|dank\s+je(?:\s+wel)?)\s*[,.!]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _clean_lines(text: str) -> list[str]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ").translate(_INVISIBLE)
+    return [line.rstrip() for line in text.split("\n")]
+
+
+def _attribution_at(lines: list[str], index: int) -> bool:
+    """An attribution line ("Op ... schreef ...:"), possibly wrapped over two or three lines."""
+    if _ATTRIBUTION.match(lines[index]):
+        return True
+    if not _ATTRIBUTION_START.match(lines[index]):
+        return False
+    joined = lines[index]
+    for following in lines[index + 1 : index + 3]:
+        if not following.strip() or _QUOTED.match(following):
+            return False
+        joined += " " + following.strip()
+        if _ATTRIBUTION.match(joined):
+            return True
+    return False
+
+
+def _header_block_at(lines: list[str], index: int) -> bool:
+    """An Outlook-style "Van: / Verzonden: / Aan: / Onderwerp:" block starting here."""
+    if not _HEADER_FROM.match(lines[index]):
+        return False
+    following = [line for line in lines[index + 1 : index + 8] if line.strip()][:4]
+    return any(_HEADER_OTHER.match(line) for line in following)
+
+
+def _quote_starts_at(lines: list[str], index: int) -> bool:
+    line = lines[index]
+    if not line.strip():
+        return False
+    return bool(
+        _QUOTED.match(line) or _SEPARATOR.match(line) or _attribution_at(lines, index) or _header_block_at(lines, index)
+    )
+
+
+def _is_signature(line: str) -> bool:
+    return bool(_SIGNATURE_DASHES.match(line) or _MOBILE_SIGNATURE.match(line))
+
+
+def _strip_edges(lines: list[str]) -> list[str]:
+    """Without blank lines and leftover rules (an <hr> above a cut quote) at both ends."""
+    start, end = 0, len(lines)
+    while start < end and (not lines[start].strip() or _RULE.match(lines[start])):
+        start += 1
+    while end > start and (not lines[end - 1].strip() or _RULE.match(lines[end - 1])):
+        end -= 1
+    return lines[start:end]
+
+
+def _below_quote(lines: list[str]) -> list[str]:
+    """Bottom-posting: the unquoted lines after a leading quote (and between quotes)."""
+    kept: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _QUOTED.match(line):
+            index += 1
+            continue
+        if line.strip() and _attribution_at(lines, index):
+            # Skip the (possibly wrapped) attribution up to its closing colon.
+            while index < len(lines) and not lines[index].rstrip().endswith(":"):
+                index += 1
+            index += 1
+            continue
+        kept.append(line)
+        index += 1
+    return kept
+
+
+def new_text(text: str) -> str:
+    """The part of a reply's plain text that the replier wrote, without quote, signature or artefacts."""
+    lines = [line for line in _clean_lines(text) if not _ARTEFACT.match(line)]
+    for _ in range(3):  # bottom-posted text can hold a further quote; three rounds are plenty
+        quote = next((i for i in range(len(lines)) if _quote_starts_at(lines, i)), len(lines))
+        above = _strip_edges(lines[:quote])
+        if above or quote == len(lines) or not (_QUOTED.match(lines[quote]) or _attribution_at(lines, quote)):
+            break
+        below = _below_quote(lines[quote:])
+        if not any(line.strip() for line in below):
+            break
+        lines = below
+    cut = next((i for i, line in enumerate(above) if _is_signature(line)), len(above))
+    return "\n".join(_strip_edges(above[:cut]))
+
+
+def reply_text(mail: ParsedMail) -> str:
+    """The new text the coordinator wrote, from the plain part or else the HTML rendered as text."""
+    return new_text(mail.text or "")
+
+
+# ---------------------------------------------------------------- reading the command
+
+
+@dataclass
+class ReplyCommand:
+    decision: Decision | None = None
+    reason: str | None = None
+    edited_text: str | None = None
+    wards: list[str] = field(default_factory=list)
+    partners: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def fold(word: str) -> str:
+    """Case- and accent-free form for comparing words and names."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+_LEADING_WORD = re.compile(r"^[\s*_\"'“”‘’„«»(\[]*([^\W\d_]+)(.*)$", re.DOTALL)
+
+
+def _split_command(line: str) -> tuple[str, str, str]:
+    """(folded first word, the word as written, rest of the line without leading punctuation)."""
+    match = _LEADING_WORD.match(line)
+    if match is None:
+        return "", "", line.strip()
+    rest = match.group(2).lstrip(" \t*_\"'“”‘’»)]:;,.!?-–—").strip()
+    return fold(match.group(1)), match.group(1), rest
+
+
+def _only_punctuation(text: str) -> bool:
+    return not any(char.isalnum() for char in text)
+
+
+def _partner_line(line: str) -> list[str] | None:
+    """["police", ...] for a line of partner words only ("POLITIE", "Politie en gemeente."), else None."""
+    words = [fold(word) for word in re.split(r"[\s,;/.!:]+", line) if word]
+    if not words or not any(word in PARTNER_WORDS for word in words):
+        return None
+    if not all(word in PARTNER_WORDS or word in LIST_JOINERS for word in words):
+        return None
+    return [PARTNER_WORDS[word] for word in words if word in PARTNER_WORDS]
+
+
+def split_names(text: str) -> list[str]:
+    """Ward names from "Maaspoort, Empel en Rosmalen-Noord" -> ["Maaspoort", "Empel", "Rosmalen-Noord"]."""
+    pieces = re.split(r"\s*[,;/&+]\s*|\s+(?:en|and)\s+", text, flags=re.IGNORECASE)
+    names = [piece.strip(" \t.!?:\"“”*") for piece in pieces]
+    return [name for name in names if name]
+
+
+@dataclass
+class _Line:
+    """One line of the reply, as the parser sees it."""
+
+    text: str
+    word: str = ""
+    written: str = ""
+    rest: str = ""
+
+    @classmethod
+    def of(cls, text: str) -> _Line:
+        word, written, rest = _split_command(text)
+        return cls(text, word, written, rest)
+
+    @property
+    def blank(self) -> bool:
+        return not self.text.strip()
+
+    @property
+    def decision(self) -> Decision | None:
+        return DECISION_WORDS.get(self.word)
+
+    @property
+    def is_ward(self) -> bool:
+        return self.word in WARD_WORDS
+
+    @property
+    def partners(self) -> list[str] | None:
+        return _partner_line(self.text)
+
+    @property
+    def is_instruction(self) -> bool:
+        """A WIJK or partner line: it adds to the decision, never to a reason or new text."""
+        return self.is_ward or self.partners is not None
+
+    @property
+    def only_decision(self) -> bool:
+        return self.decision is not None and _only_punctuation(self.rest)
+
+
+def _dutch(word: str) -> bool:
+    return word not in ENGLISH_WORDS
+
+
+def _message(word: str, dutch: str, english: str) -> str:
+    return dutch if _dutch(word) else english
+
+
+def _damerau(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance, stopping early above ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, 1):
+            cost = char_a != char_b
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _squeezed(word: str) -> str:
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+# Spellings of the short words that are not the word itself: asked about, never taken as it.
+_SHORT_VARIANTS = {
+    "oke": "ok", "okay": "ok", "okey": "ok", "okee": "ok", "okido": "ok", "oki": "ok",
+    "yep": "yes", "yeah": "yes", "yup": "yes", "jep": "ja", "nope": "no", "nah": "no",
+}
+
+
+def near_command(word: str) -> str | None:
+    """The command word that ``word`` looks like a slip of ("AKOORD" -> "akkoord"), if any."""
+    if not word or word in ALL_COMMAND_WORDS:
+        return None
+    if word in _SHORT_VARIANTS:
+        return _SHORT_VARIANTS[word]
+    for command in sorted(ALL_COMMAND_WORDS, key=len, reverse=True):
+        if len(command) <= 3:
+            # Only stretched forms ("jaaa", "okk"), so ordinary words ("op", "na", "nou") are not commands.
+            if _squeezed(word) == _squeezed(command):
+                return command
+            continue
+        if len(word) < len(command) - (1 if len(command) >= 6 else 0):
+            continue  # "wij" is a word, not a slip of "wijk"
+        limit = 2 if len(command) >= 7 else 1
+        if word.startswith(command) or _damerau(word, command, limit) <= limit:
+            return command
+    return None
+
+
+class _Parser:
+    def __init__(self, lines: list[_Line]) -> None:
+        self.lines = lines
+        self.result = ReplyCommand()
+        self.first_word = ""
+
+    def problem(self, word: str, dutch: str, english: str) -> None:
+        text = _message(word, dutch, english)
+        if text not in self.result.problems:
+            self.result.problems.append(text)
+
+    def instruction(self, line: _Line) -> None:
+        if line.is_ward:
+            names = split_names(line.rest)
+            if not names:
+                self.problem(line.word, f"{line.written.upper()} zonder naam van een wijk",
+                             f"{line.written.upper()} without a ward name")
+            self.result.wards += [name for name in names if name not in self.result.wards]
+        else:
+            for partner in line.partners or []:
+                if partner not in self.result.partners:
+                    self.result.partners.append(partner)
+
+    def parse(self) -> ReplyCommand:
+        start = self._first_meaningful()
+        index = start
+        # WIJK/POLITIE lines may come before the decision line.
+        while index < len(self.lines) and (self.lines[index].blank or self.lines[index].is_instruction):
+            if not self.lines[index].blank:
+                self.instruction(self.lines[index])
+            index += 1
+        if index >= len(self.lines):
+            return self.result
+        head = self.lines[index]
+        if head.decision is None:
+            self._no_decision(head, self.lines[index + 1 :])
+            return self.result
+        self.result.decision = head.decision
+        self.first_word = head.word
+        body = self.lines[index + 1 :]
+        if head.decision == "approve":
+            self._after_approve(body)
+        elif head.decision == "reject":
+            self._after_reject(head, body)
+        else:
+            self._after_edit(head, body)
+        return self.result
+
+    def _first_meaningful(self) -> int:
+        """Index of the first line that is not blank and not a salutation ("Hoi Kees,")."""
+        for index, line in enumerate(self.lines):
+            if line.blank:
+                continue
+            if _SALUTATION.match(line.text) and line.decision is None and not line.is_instruction:
+                continue
+            return index
+        return len(self.lines)
+
+    def _no_decision(self, head: _Line, rest: list[_Line]) -> None:
+        near = near_command(head.word)
+        if near is not None:
+            self.problem(near, f"onbekend woord '{head.written}' (bedoelt u {near.upper()}?)",
+                         f"unknown word '{head.written}' (did you mean {near.upper()}?)")
+            return
+        # A command below other text is not obeyed (the SPEC reads the first line), but named.
+        later = next((line for line in rest if line.only_decision or line.is_instruction), None)
+        if later is not None:
+            self.problem(later.word, f"{later.written.upper()} moet op de eerste regel staan",
+                         f"{later.written.upper()} must be on the first line")
+
+    def _conflict(self, line: _Line) -> None:
+        if line.decision is not None and line.decision != self.result.decision:
+            self.problem(self.first_word, "twee verschillende besluiten", "two decisions")
+
+    def _after_approve(self, body: list[_Line]) -> None:
+        for line in body:
+            if line.is_instruction:
+                self.instruction(line)
+            else:
+                # Approving must be unambiguous: any later line starting with another decision is a conflict.
+                self._conflict(line)
+
+    def _after_reject(self, head: _Line, body: list[_Line]) -> None:
+        reason: list[str] = [head.rest] if head.rest else []
+        in_reason = True
+        for line in body:
+            if line.is_instruction:
+                self.instruction(line)
+                continue
+            if line.only_decision:
+                self._conflict(line)
+                continue
+            if line.blank:
+                in_reason = not reason  # the reason is the first paragraph that has text
+                continue
+            if in_reason and not _CLOSING.match(line.text):
+                reason.append(line.text.strip())
+            else:
+                in_reason = False
+        self.result.reason = " ".join(reason).strip() or None
+
+    def _after_edit(self, head: _Line, body: list[_Line]) -> None:
+        kept = [head.rest] if head.rest else []
+        for line in body:
+            if line.is_instruction:
+                self.instruction(line)
+            else:
+                kept.append(line.text)
+        kept = _without_closing(_strip_edges(kept))
+        self.result.edited_text = "\n".join(kept) if kept else None
+        if self.result.edited_text is None:
+            self.problem(head.word, f"{head.written.upper()} zonder nieuwe tekst",
+                         f"{head.written.upper()} without new text")
+
+
+def _without_closing(lines: list[str]) -> list[str]:
+    """Without a sign-off ("Met groet,\\nAnna") in the last short paragraph."""
+    for index in range(len(lines) - 1, max(-1, len(lines) - 4), -1):
+        if not lines[index].strip():
+            break
+        if _CLOSING.match(lines[index]):
+            return _strip_edges(lines[:index])
+    return lines
+
+
+def parse_reply(text: str) -> ReplyCommand:
+    """The command in a reply's new text (quotes and signatures are cut here too); never raises."""
+    lines = [_Line.of(line) for line in new_text(text).split("\n")]
+    return _Parser(lines).parse()
+
+
+# ---------------------------------------------------------------- ward names
+
+
+def _name_key(name: str) -> str:
+    folded = fold(name)
+    folded = re.sub(r"['’`\"]", "", folded)
+    return " ".join(re.split(r"[\s\-_.]+", folded)).strip()
+
+
+_ARTICLE = re.compile(r"^(?:de|het|the|wijk|ward)\s+")
+_POSTCODE = re.compile(r"^\d{4}(?:\s?[a-z]{2})?$")
+
+
+def resolve_wards(names: Iterable[str], config: Config) -> tuple[list[str], list[str]]:
+    """(configured slugs, names that match no ward) for names, aliases, slugs or postcodes, in order."""
+    lookup: dict[str, str] = {}
+    for ward in config.wards:
+        for label in (ward.slug, ward.name, *ward.aliases):
+            lookup.setdefault(_name_key(label), ward.slug)
+    postcodes = {postcode: ward.slug for ward in config.wards for postcode in ward.postcodes}
+    slugs: list[str] = []
+    unknown: list[str] = []
+    for name in names:
+        key = _name_key(name)
+        slug = lookup.get(key) or lookup.get(_ARTICLE.sub("", key))
+        if slug is None and _POSTCODE.match(key):
+            slug = postcodes.get(key[:4])
+        if slug is None:
+            unknown.append(name)
+        elif slug not in slugs:
+            slugs.append(slug)
+    return slugs, unknown

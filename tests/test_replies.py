@@ -1,0 +1,302 @@
+"""Reading coordinators' answers: commands, combinations, typos, quotes and signatures, real clients."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.config import parse_config
+from relay.replies import ReplyCommand, new_text, parse_reply, resolve_wards
+from tests.test_approvals_helpers import config_dict
+
+# ---------------------------------------------------------------- single commands
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["AKKOORD", "akkoord", "Akkoord!", "OK", "ok.", "Ok", "JA", "Ja, prima", "ja prima hoor", "APPROVE", "Yes",
+     "yes!", "*AKKOORD*", "  Akkoord  ", "Akkoord.\n\nMet vriendelijke groet,\nAnna"],
+)
+def test_approve_words(text: str) -> None:
+    command = parse_reply(text)
+    assert command.decision == "approve" and command.problems == [] and command.wards == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("AFWIJZEN", None),
+        ("afwijzen dit is al bekend", "dit is al bekend"),
+        ("Nee, dit is al bekend.", "dit is al bekend."),
+        ("NEE: staat al op Facebook", "staat al op Facebook"),
+        ("REJECT duplicate", "duplicate"),
+        ("No. Already known to the police", "Already known to the police"),
+        ("AFWIJZEN\nDit is al eerder gemeld\ndoor de wijkagent.", "Dit is al eerder gemeld door de wijkagent."),
+        ("AFWIJZEN\n\nDit is al eerder gemeld.\n\nMet groet,\nAnna", "Dit is al eerder gemeld."),
+        ("AFWIJZEN te persoonlijk\n\nGroet, Anna", "te persoonlijk"),
+        ("Afwijzen - te persoonlijk\nGroetjes", "te persoonlijk"),
+    ],
+)
+def test_reject_and_its_reason(text: str, reason: str | None) -> None:
+    command = parse_reply(text)
+    assert command.decision == "reject" and command.reason == reason and command.problems == []
+
+
+def test_edit_text_is_the_lines_after_the_word() -> None:
+    command = parse_reply("WIJZIG\nVannacht is ingebroken in een schuur.\nLet op uw fietsen.\n\n")
+    assert command.decision == "edit"
+    assert command.edited_text == "Vannacht is ingebroken in een schuur.\nLet op uw fietsen."
+
+
+def test_edit_text_may_start_on_the_same_line_and_keeps_paragraphs() -> None:
+    command = parse_reply("EDIT: Break-in last night.\n\nPlease lock your sheds.")
+    assert command.edited_text == "Break-in last night.\n\nPlease lock your sheds."
+
+
+def test_edit_text_ends_at_the_quote() -> None:
+    text = ("Wijzig\nInbraak in een schuur aan de Marathonloop.\n\n"
+            "Op 3 nov. 2026 om 14:02 schreef BIN Den Bosch <bin+abc@example.org>:\n> Ingebroken bij nummer 12\n")
+    assert parse_reply(text).edited_text == "Inbraak in een schuur aan de Marathonloop."
+
+
+def test_edit_text_ends_at_the_signature() -> None:
+    text = "WIJZIG\nInbraak in een schuur.\n\nMet vriendelijke groet,\nAnna\n-- \nAnna de Vries\nCoördinator Maaspoort"
+    assert parse_reply(text).edited_text == "Inbraak in een schuur."
+
+
+def test_edit_text_ends_at_a_phone_signature() -> None:
+    text = "EDIT\nBreak-in in a shed.\n\nSent from my iPhone\n\n> On 3 Nov 2026, at 14:02, BIN wrote:\n> x"
+    assert parse_reply(text).edited_text == "Break-in in a shed."
+
+
+def test_edit_without_text_is_a_problem() -> None:
+    for text in ("WIJZIG", "WIJZIG\n\nGroet, Anna", "wijzig\nPOLITIE"):
+        command = parse_reply(text)
+        assert command.decision == "edit" and command.edited_text is None
+        assert command.problems == ["WIJZIG zonder nieuwe tekst"]
+    assert parse_reply("EDIT").problems == ["EDIT without new text"]
+
+
+# ---------------------------------------------------------------- wards and partners
+
+
+def test_combined_approve_wards_and_police() -> None:
+    command = parse_reply("AKKOORD\nWIJK Maaspoort, Empel\nPOLITIE")
+    assert command == ReplyCommand(decision="approve", wards=["Maaspoort", "Empel"], partners=["police"])
+
+
+@pytest.mark.parametrize(
+    ("line", "wards"),
+    [
+        ("WIJK Empel", ["Empel"]),
+        ("wijk: Empel en Maaspoort", ["Empel", "Maaspoort"]),
+        ("WARD Empel and Maaspoort", ["Empel", "Maaspoort"]),
+        ("Wijken Empel, Maaspoort en Rosmalen-Noord.", ["Empel", "Maaspoort", "Rosmalen-Noord"]),
+        ("WIJK Empel; Binnenstad / 's-Hertogenbosch", ["Empel", "Binnenstad", "'s-Hertogenbosch"]),
+    ],
+)
+def test_ward_lines_split_on_commas_and_en(line: str, wards: list[str]) -> None:
+    assert parse_reply(f"AKKOORD\n{line}").wards == wards
+
+
+def test_ward_without_a_name_is_a_problem() -> None:
+    assert parse_reply("AKKOORD\nWIJK").problems == ["WIJK zonder naam van een wijk"]
+
+
+@pytest.mark.parametrize(
+    ("text", "partners"),
+    [("AKKOORD\nPOLITIE", ["police"]), ("ok\nGemeente.", ["municipality"]),
+     ("APPROVE\nPOLICE\nMUNICIPALITY", ["police", "municipality"]),
+     ("Ja\nPolitie en gemeente", ["police", "municipality"])],
+)
+def test_partner_lines(text: str, partners: list[str]) -> None:
+    assert parse_reply(text).partners == partners
+
+
+def test_police_alone_has_no_decision() -> None:
+    command = parse_reply("POLITIE\n\nGroet, Anna")
+    assert command.decision is None and command.partners == ["police"] and command.problems == []
+
+
+def test_ward_line_before_the_decision_counts() -> None:
+    command = parse_reply("WIJK Empel\nAKKOORD")
+    assert command.decision == "approve" and command.wards == ["Empel"]
+
+
+def test_reject_with_police_keeps_the_reason_apart() -> None:
+    command = parse_reply("AFWIJZEN niet voor de buurt\nPOLITIE")
+    assert command.decision == "reject" and command.reason == "niet voor de buurt" and command.partners == ["police"]
+
+
+def test_a_sentence_that_mentions_the_police_is_not_a_partner_line() -> None:
+    command = parse_reply("AFWIJZEN\nde politie weet het al")
+    assert command.partners == [] and command.reason == "de politie weet het al"
+
+
+def test_edit_text_without_ward_and_police_lines() -> None:
+    command = parse_reply("WIJZIG\nInbraak in een schuur.\nWIJK Empel\nPOLITIE\nLet op uw fietsen.")
+    assert command.edited_text == "Inbraak in een schuur.\nLet op uw fietsen."
+    assert command.wards == ["Empel"] and command.partners == ["police"]
+
+
+# ---------------------------------------------------------------- ambiguity is asked about, never guessed
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("AKOORD", "onbekend woord 'AKOORD' (bedoelt u AKKOORD?)"),
+     ("Akkord", "onbekend woord 'Akkord' (bedoelt u AKKOORD?)"),
+     ("aprove", "unknown word 'aprove' (did you mean APPROVE?)"),
+     ("Approved", "unknown word 'Approved' (did you mean APPROVE?)"),
+     ("Oké", "onbekend woord 'Oké' (bedoelt u OK?)"),
+     ("jaaa", "onbekend woord 'jaaa' (bedoelt u JA?)"),
+     ("AFWIJZN", "onbekend woord 'AFWIJZN' (bedoelt u AFWIJZEN?)"),
+     ("Wjizig\nnieuwe tekst", "onbekend woord 'Wjizig' (bedoelt u WIJZIG?)")],
+)
+def test_typos_are_problems_not_decisions(text: str, problem: str) -> None:
+    command = parse_reply(text)
+    assert command.decision is None and command.problems == [problem]
+
+
+@pytest.mark.parametrize("text", ["AKKOORD\nAFWIJZEN", "OK\nNee toch maar niet", "AKKOORD\nWIJZIG\nandere tekst",
+                                  "AFWIJZEN te laat\nAKKOORD"])
+def test_two_decisions_are_a_problem(text: str) -> None:
+    assert "twee verschillende besluiten" in parse_reply(text).problems
+
+
+def test_same_decision_twice_is_fine() -> None:
+    command = parse_reply("AKKOORD\nJa, prima zo")
+    assert command.decision == "approve" and command.problems == []
+
+
+@pytest.mark.parametrize("text", ["misschien morgen", "Dank je, ik kijk ernaar", "Wij bellen even", "Op zich prima",
+                                  "Nou, lastig", ""])
+def test_free_text_has_no_decision_and_no_false_alarm(text: str) -> None:
+    command = parse_reply(text)
+    assert command.decision is None and command.problems == [] and command.partners == []
+
+
+def test_a_command_below_other_text_is_named_not_obeyed() -> None:
+    command = parse_reply("Prima bericht, dank je.\nAKKOORD")
+    assert command.decision is None and command.problems == ["AKKOORD moet op de eerste regel staan"]
+    command = parse_reply("I'll call them.\nPOLICE")
+    assert command.partners == [] and command.problems == ["POLICE must be on the first line"]
+
+
+def test_a_salutation_line_is_skipped() -> None:
+    assert parse_reply("Hoi Kees,\n\nAkkoord\n\nAnna").decision == "approve"
+    assert parse_reply("Beste allen,\nAFWIJZEN al bekend").reason == "al bekend"
+
+
+# ---------------------------------------------------------------- what counts as new text
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "Op 12-11-2026 om 09:14 schreef Anna:\n> tekst",
+        "Op ma 3 nov. 2026 om 14:02 schreef BIN Den Bosch <\nbin+abc@example.org>:\n\n> tekst",
+        "Op maandag 3 november 2026 14:02 schreef BIN Den Bosch\n<bin+abc@example.org>:\n> tekst",
+        "On Mon, Nov 3, 2026 at 2:02 PM BIN Den Bosch <bin+abc@example.org> wrote:\n> text",
+        "Am 03.11.2026 um 14:02 schrieb BIN Den Bosch:\n> text",
+        "Op 3 nov. 2026 om 14:02 heeft BIN Den Bosch <bin+abc@example.org> het volgende geschreven:\n\n> tekst",
+        ("Van: BIN Den Bosch <bin+abc@example.org>\nVerzonden: maandag 3 november 2026 14:02\nAan: Anna\n"
+        "Onderwerp: [BIN-abc] Inbraak\n\nAntwoord met AKKOORD"),
+        ("From: BIN Den Bosch <bin+abc@example.org>\nSent: Monday, November 3, 2026 2:02 PM\nTo: Anna\n"
+        "Subject: [BIN-abc]\n\nReply APPROVE"),
+        "-----Oorspronkelijk bericht-----\nVan: BIN\nAKKOORD",
+        "-----Original Message-----\nFrom: BIN\nAPPROVE",
+        "________________________________\nVan: BIN <bin@example.org>\nVerzonden: maandag\nAKKOORD",
+        "--------------------\nVan: BIN\nDatum: maandag\nAKKOORD",
+        "Begin doorgestuurd bericht:\n\nVan: BIN\nAKKOORD",
+        "-------- Oorspronkelijk bericht --------\nVan: BIN\nAKKOORD",
+        "> AKKOORD\n> tekst",
+    ],
+)
+def test_quoted_original_is_cut(quote: str) -> None:
+    assert new_text(f"AFWIJZEN al bekend\n\n{quote}") == "AFWIJZEN al bekend"
+    assert parse_reply(f"AFWIJZEN al bekend\n\n{quote}").decision == "reject"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["Verzonden vanaf mijn iPhone", "Verstuurd vanaf mijn iPhone", "Sent from my iPhone",
+     "Verstuurd vanaf mijn Samsung Galaxy-smartphone.", "Outlook voor Android downloaden",
+     "Outlook voor iOS downloaden (https://aka.ms/o0ukef)", "Get Outlook for Android",
+     "Get Outlook for iOS<https://aka.ms/o0ukef>", "Verzonden vanuit Yahoo Mail voor Android",
+     "Sent from Mail for Windows", "-- \nAnna de Vries\n06-12345678", "--\nAnna"],
+)
+def test_signatures_are_cut(signature: str) -> None:
+    assert new_text(f"Akkoord\n\n{signature}") == "Akkoord"
+
+
+def test_bottom_posting_reads_below_the_quote() -> None:
+    text = ("Op 12-11-2026 om 09:14 schreef BIN Den Bosch:\n> Inbraak in Maaspoort\n> Antwoord met AKKOORD\n\n"
+            "AFWIJZEN al bekend\n\nAnna")
+    assert new_text(text) == "AFWIJZEN al bekend\n\nAnna"
+    assert parse_reply(text).reason == "al bekend"
+
+
+def test_interleaved_reply_keeps_only_unquoted_lines() -> None:
+    text = "> Antwoord met AKKOORD\nAKKOORD\n> WIJK ...\nWIJK Empel\n"
+    assert parse_reply(text) == ReplyCommand(decision="approve", wards=["Empel"])
+
+
+def test_client_artefacts_are_removed() -> None:
+    text = "\ufeff\u200bAkkoord\xa0\n[cid:image001.png@01DC4D3A.5E7F1B20]\n\n"
+    assert new_text(text) == "Akkoord"
+
+
+def test_quoted_command_words_never_count() -> None:
+    text = ("Dank je!\n\nOp 3 nov. 2026 om 14:02 schreef BIN:\n> AKKOORD\n> WIJK Empel\n> POLITIE")
+    assert parse_reply(text) == ReplyCommand()
+
+
+# ---------------------------------------------------------------- ward names
+
+
+def test_resolve_wards_by_name_slug_alias_and_postcode() -> None:
+    data = config_dict()
+    data["wards"][0]["aliases"] = ["De Maaspoort", "Rosmalen-Zuid"]
+    data["wards"][1]["postcodes"] = ["5235"]
+    data["wards"].append({"slug": "s-hertogenbosch-oost", "name": "'s-Hertogenbosch Oost"})
+    config = parse_config(data)
+    names = ["MAASPOORT", "empel", "rosmalen zuid", "Binnenstad", "5235 AB", "Atlantis", "de Empel",
+             "'s Hertogenbosch-Oost", "s-hertogenbosch-oost"]
+    slugs, unknown = resolve_wards(names, config)
+    assert slugs == ["maaspoort", "empel", "binnenstad", "s-hertogenbosch-oost"]
+    assert unknown == ["Atlantis"]
+
+
+def test_resolve_wards_ignores_accents_and_case() -> None:
+    data = config_dict()
+    data["wards"].append({"slug": "cafe-wijk", "name": "Café-wijk"})
+    config = parse_config(data)
+    assert resolve_wards(["CAFE WIJK", "café-Wijk"], config) == (["cafe-wijk"], [])
+    assert resolve_wards([], config) == ([], [])
+
+
+# ---------------------------------------------------------------- properties
+
+_COMMAND_FREE_WORDS = st.sampled_from(
+    ["inbraak", "schuur", "fiets", "morgen", "dank", "prima", "bericht", "Maaspoort", "de", "het", "een",
+     "politieagent", "wij", "nou", "op", "hoi", "groet", "!", ",", "?", "12", "thanks", "later", "vannacht"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_raises(text: str) -> None:
+    command = parse_reply(text)
+    assert command.decision in (None, "approve", "reject", "edit")
+    assert new_text(new_text(text)) == new_text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_COMMAND_FREE_WORDS, max_size=8).map(" ".join), max_size=6),
+       st.sampled_from(["", "\n\nOp 3 nov. 2026 om 14:02 schreef BIN:\n> AKKOORD\n> WIJK Empel",
+                        "\n\n-----Original Message-----\nFrom: BIN\nAPPROVE", "\n-- \nAKKOORD"]))
+def test_text_without_a_command_word_never_decides(lines: list[str], quote: str) -> None:
+    command = parse_reply("\n".join(lines) + quote)
+    assert command.decision is None and command.partners == [] and command.wards == []
