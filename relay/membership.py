@@ -76,7 +76,7 @@ CATEGORY_LABELS: dict[str, tuple[str, str]] = {
     "other": ("overig", "other"),
 }
 _POSTCODE = re.compile(r"(?<!\d)(\d{4})\s?(?:[a-z]{2})?(?![\da-z])")
-_WARD_PREFIX = re.compile(r"^(?:de\s+)?(?:wijk|ward|buurt|neighbourhood|neighborhood)\s+")
+_WARD_PREFIX = re.compile(r"^(?:(?:in|voor|for|to)\s+)?(?:de\s+|the\s+)?(?:wijk|ward|buurt|neighbourhood|neighborhood)\s*:?\s+")
 
 
 @dataclass(frozen=True)
@@ -166,21 +166,35 @@ def _first_line(text: str) -> str:
 
 
 def resolve_ward(config: Config, text: str | None) -> WardConfig | None:
-    """A ward from its name, alias, slug or a 4-digit postcode (with or without letters), any case or accent."""
+    """A ward from its name, alias, slug, a 4-digit postcode (with or without letters) or one of its
+    streets, in any case and with or without accents; None when unknown or when it fits several wards."""
     if not text:
         return None
     folded = " ".join(fold(text).replace(",", " ").split()).strip(" .!?:-")
     folded = _WARD_PREFIX.sub("", folded)
     for ward in config.wards:
-        names = {fold(ward.slug), fold(ward.name), *(fold(alias) for alias in ward.aliases)}
-        if folded in names or folded.replace("-", " ") in {name.replace("-", " ") for name in names}:
+        names = {_dashless(name) for name in _names(ward)}
+        if folded in names or _dashless(folded) in names:
             return ward
     postcode = _POSTCODE.search(folded)
     if postcode is not None:
         for ward in config.wards:
             if postcode.group(1) in ward.postcodes:
                 return ward
-    return None
+    # "voor de wijk Maaspoort graag", "Marathonloop 12": a name or street inside a longer text.
+    spaced = f" {_dashless(folded)} "
+    found = {ward.slug: ward for ward in config.wards
+             for name in (*_names(ward), *(fold(street) for street in ward.streets))
+             if len(name) >= 3 and f" {_dashless(name)} " in spaced}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _names(ward: WardConfig) -> list[str]:
+    return [fold(ward.slug), fold(ward.name), *(fold(alias) for alias in ward.aliases)]
+
+
+def _dashless(text: str) -> str:
+    return " ".join(re.sub(r"[-'.,;:!?()]", " ", text).split())
 
 
 def postcode_in(text: str | None) -> str | None:

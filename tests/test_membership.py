@@ -28,7 +28,7 @@ def membership_config() -> Any:
     data = config_dict()
     data["wards"] = [
         {"slug": "maaspoort", "name": "Maaspoort", "aliases": ["Rietvelden"], "postcodes": ["5221", "5222"],
-         "coordinators": ["anna@example.org"]},
+         "streets": ["Marathonloop"], "coordinators": ["anna@example.org"]},
         {"slug": "empel", "name": "Empel", "postcodes": ["5235"], "coordinators": ["carla@example.org"]},
         {"slug": "den-bosch-oost", "name": "Den Bosch-Oost", "aliases": ["Hintham"], "postcodes": ["5223"]},
     ]
@@ -127,10 +127,12 @@ def test_ward_forms(engine: Engine, clock: FrozenClock) -> None:
                        ("rietvelden", "maaspoort"), ("wijk Maaspoort", "maaspoort"), ("5221", "maaspoort"),
                        ("5222AB", "maaspoort"), ("5222 ab", "maaspoort"), ("5223 XY", "den-bosch-oost"),
                        ("den bosch-oost", "den-bosch-oost"), ("Den Bosch Oost", "den-bosch-oost"),
-                       ("den-bosch-oost", "den-bosch-oost"), ("Hïntham", "den-bosch-oost"), ("empel", "empel")]:
+                       ("den-bosch-oost", "den-bosch-oost"), ("Hïntham", "den-bosch-oost"), ("empel", "empel"),
+                       ("wijk: Empel", "empel"), ("voor de wijk Maaspoort graag", "maaspoort"),
+                       ("Marathonloop 12", "maaspoort"), ("Maaspoort 5221 AB", "maaspoort")]:
         ward = resolve_ward(config, text)
         assert ward is not None and ward.slug == slug, text
-    for text in ["", "Rosmalen", "1234", "52211", "5999 AA"]:
+    for text in ["", "Rosmalen", "1234", "52211", "5999 AA", "Empel of Maaspoort", "em"]:
         assert resolve_ward(config, text) is None, text
 
 
