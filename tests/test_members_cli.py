@@ -205,3 +205,21 @@ def test_import_export_erase_on_both_backends(db_url: str, clock: FrozenClock, t
             assert all("jan_1%" not in f"{e.actor} {e.detail}" for e in events)
     finally:
         engine.dispose()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    rt = runtime(engine, clock)
+    path = tmp_path / "many.csv"
+    path.write_text("email,ward\n" + "".join(f"m{i}@example.nl,Empel\n" for i in range(6000)), encoding="utf-8")
+    out, terminal = io.StringIO(), _Terminal()
+    assert members_import(rt, path, out, terminal) == 0
+    assert "importing members" in terminal.getvalue()
+    assert out.getvalue().strip() == "6000 added, 0 updated, 0 bad"
+    piped = io.StringIO()
+    assert members_import(rt, path, io.StringIO(), piped) == 0
+    assert piped.getvalue() == ""  # no bar in a pipe or a log
