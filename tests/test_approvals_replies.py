@@ -266,3 +266,46 @@ def test_two_replies_at_once_publish_once(any_engine: Engine, clock: FrozenClock
     with rt.sessions() as session:
         alerts = list(session.scalars(select(Alert)))
     assert len({a.queue_item_id for a in alerts}) == len(alerts)  # never two alerts for one item
+
+
+# ---------------------------------------------------------------- the whole flow with the real rules
+
+
+def test_report_to_alert_through_the_pipeline_with_the_real_rules(engine: Engine, clock: FrozenClock) -> None:
+    """Ingest stores, the pipeline classifies and routes, a coordinator's phone reply decides."""
+    from relay.ingest import Ingestor
+    from relay.pipeline import route_pending
+    from rules import Classifier, load_rules
+
+    base = make_runtime(engine, clock)
+    rt = Runtime(base.config, base.sessions, Classifier(base.config, load_rules(None)), base.templates, clock)
+    _members(rt)
+    with rt.sessions() as session, session.begin():
+        session.add(Member(email=MEMBER, ward="maaspoort", status="active", unsubscribe_token="u-jan",
+                           joined_at=clock.now()))
+    ingest = Ingestor(rt.sessions, clock, rt.config.limits.max_message_bytes)
+    raw = mailgen.message("Inbraak in schuur Marathonloop",
+                          "Vannacht is er ingebroken in de schuur van de buren aan de Marathonloop.",
+                          sender=f"Jan de Vries <{MEMBER}>", message_id="flow-report@example.net")
+    ingest.store(raw, origin="test", origin_ref=None)
+    assert route_pending(rt).routed == 1
+    requests = outbox(rt.sessions, "approval_request")
+    assert sorted(s.recipient for s in requests) == [ANNA, BERT]
+    request = requests[0]
+    token = request.token
+    assert token is not None and "Maaspoort" in request.subject
+
+    answer = mailgen.message(
+        f"Re: {request.subject}", "Akkoord\n\nVerzonden vanaf mijn iPhone\n\n> Er wacht een bericht op uw besluit.",
+        sender=f"Anna <{ANNA}>", to=f"bin+{token}@example.org", message_id="flow-answer@example.org",
+        headers={"In-Reply-To": str(request.message["Message-ID"])},
+    )
+    clock.advance(minutes=7)
+    ingest.store(answer, origin="test", origin_ref=None)
+    assert route_pending(rt).routed == 1
+    with rt.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.wards == ["maaspoort"]
+    assert _alert_recipients(rt) == ["a@example.net", "b@example.net", MEMBER]
+    assert [s.recipient for s in outbox(rt.sessions, "answer_confirmed")] == [ANNA]
+    assert [s.recipient for s in outbox(rt.sessions, "approval_decided")] == [BERT]
