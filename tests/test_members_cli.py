@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from relay.clock import FrozenClock
@@ -223,3 +224,34 @@ def test_progress_bar_on_a_terminal_only(engine: Engine, clock: FrozenClock, tmp
     piped = io.StringIO()
     assert members_import(rt, path, io.StringIO(), piped) == 0
     assert piped.getvalue() == ""  # no bar in a pipe or a log
+
+
+def test_binrelay_members_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from relay.cli import main
+
+    url = f"sqlite:///{tmp_path / 'members.db'}"
+    config_file = tmp_path / "binrelay.toml"
+    config_file.write_text(
+        '[network]\nname = "BIN Test"\naddress = "bin@example.org"\n'
+        '[imap]\nhost = "127.0.0.1"\nusername = "bin@example.org"\npassword_env = "X_IMAP"\n'
+        '[smtp]\nhost = "127.0.0.1"\n'
+        f'[database]\nurl = "{url}"\n'
+        '[[wards]]\nslug = "maaspoort"\nname = "Maaspoort"\npostcodes = ["5221"]\n',
+        encoding="utf-8",
+    )
+    csv_file = tmp_path / "leden.csv"
+    csv_file.write_text("email;naam;wijk\njan@example.nl;Jan;Maaspoort\nfout;Kees;Maaspoort\n", encoding="utf-8")
+    run = ["--config", str(config_file), "members"]
+    assert main([*run, "import", str(csv_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "1 added, 0 updated, 1 bad"
+    assert f"{csv_file}:3: bad address 'fout'" in captured.err
+    assert main([*run, "list", "--ward", "maaspoort", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["email"] == "jan@example.nl"
+    assert main([*run, "export", "jan@example.nl"]) == 0
+    assert json.loads(capsys.readouterr().out)["member"]["name"] == "Jan"
+    assert main([*run, "remove", "jan@example.nl"]) == 0
+    assert main([*run, "remove", "jan@example.nl"]) == 1
+    assert main([*run, "erase", "jan@example.nl"]) == 0
+    assert main([*run, "export", "jan@example.nl"]) == 1
+    assert main([*run, "import", str(tmp_path / "missing.csv")]) == 2
