@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from relay import compose
 from relay.approvals import texts
 from relay.approvals.decide import Decision, decide, decision_context
-from relay.approvals.requests import may_decide, plus_tags, sender_of
+from relay.approvals.requests import may_decide, sender_of
 from relay.config import Config
 from relay.mime import ParsedMail, auto_reply_reason, loop_reason
 from relay.runtime import Runtime
@@ -31,8 +31,6 @@ from storage.queue import audit_events_by, item_by_token_hash
 log = logging.getLogger("binrelay.approvals")
 
 SUBJECT_MARKER = re.compile(r"\[BIN-([A-Za-z2-7]{16})\]")
-# Plus tags that belong to other flows (confirmation, unsubscribe, alert reply, VERP).
-OTHER_TAG_PREFIXES = ("c-", "u-", "a-", "bounce-")
 REFUSAL_ANSWERS_PER_DAY = 3
 PARTNER_WORDS = {"police": "police", "politie": "police", "municipality": "municipality", "gemeente": "municipality"}
 AUTH_RESULT = re.compile(r"^\s*(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
@@ -68,13 +66,15 @@ def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMa
 
 def reply_token(mail: ParsedMail, cls: Classification, network_address: str) -> str | None:
     """The token from the classification, the ``bin+<token>@`` address, or the ``[BIN-<token>]`` marker."""
+    from rules.addresses import find_tag
+
     found = getattr(cls, "token", None)
     if found and looks_like_token(found):
         return str(found).lower()
-    for tag in plus_tags(mail, network_address):
-        if not tag.startswith(OTHER_TAG_PREFIXES) and looks_like_token(tag):
-            return tag
-    match = SUBJECT_MARKER.search(mail.subject or "")
+    tag = find_tag(mail, network_address)
+    if tag is not None and tag.kind == "approval" and looks_like_token(tag.token):
+        return tag.token.lower()
+    match = SUBJECT_MARKER.search(mail.subject or "")  # the address held another flow's tag
     return match.group(1).lower() if match else None
 
 
