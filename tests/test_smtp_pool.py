@@ -137,3 +137,21 @@ def test_smtp_connection_with_starttls_and_auth_as_check_uses_it(monkeypatch: py
                 await connection.quit()
 
         assert asyncio.run(login())
+
+
+def test_implicit_tls_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_SMTP_PASSWORD", "s3cret")
+    with RecordingSink(users={"bin@example.org": "s3cret"}, implicit_tls=True) as sink:
+        cfg = SmtpConfig(host="127.0.0.1", port=sink.port, ssl=True, starttls=False, username="bin@example.org",
+                         password_env="X_SMTP_PASSWORD", cafile=sink.cafile, connections=1, timeout_seconds=5)
+        results, _ = send_all(cfg, ["a@example.net"])
+        assert results[0].accepted
+        assert len(sink.messages) == 1
+
+
+def test_an_untrusted_certificate_is_refused() -> None:
+    with RecordingSink(starttls=True) as sink:
+        cfg = SmtpConfig(host="127.0.0.1", port=sink.port, starttls=True, connections=1, timeout_seconds=5)
+        results, _ = send_all(cfg, ["a@example.net"])
+        assert results[0].outcome == "temporary" and results[0].unreachable
+        assert sink.messages == []

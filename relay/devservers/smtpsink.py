@@ -3,8 +3,9 @@
 ``RecordingSink`` runs aiosmtpd in its own thread and event loop on a port the
 OS chose on 127.0.0.1 and keeps every accepted message as
 ``(mail_from, rcpt_tos, raw)``. Tests, ``bench/`` and ``binrelay demo`` send
-real SMTP to it. Optional AUTH (PLAIN/LOGIN) and STARTTLS (a self-signed
-certificate made at start, see ``cafile``) exercise those client paths.
+real SMTP to it. Optional AUTH (PLAIN/LOGIN), STARTTLS or implicit TLS (a
+self-signed certificate made at start, see ``cafile``) exercise those client
+paths.
 
 Faults, settable while it runs (thread-safe):
 
@@ -150,9 +151,11 @@ class RecordingSink:
         users: dict[str, str] | None = None,
         starttls: bool = False,
         require_tls: bool = False,
+        implicit_tls: bool = False,
         keep_bytes: bool = True,
     ) -> None:
         self._users = dict(users or {})
+        self._implicit_tls = implicit_tls  # TLS from the first byte (port 465 style)
         self._keep_bytes = keep_bytes  # False: record envelopes only (benchmarks)
         self._starttls = starttls or require_tls
         self._require_tls = require_tls
@@ -172,10 +175,12 @@ class RecordingSink:
         kwargs: dict[str, Any] = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
         if self._users:
             kwargs["authenticator"] = _Authenticator(self._users)
-            kwargs["auth_require_tls"] = self._starttls
+            kwargs["auth_require_tls"] = self._starttls and not self._implicit_tls
         else:
             kwargs["auth_require_tls"] = False
-        if self._starttls:
+        if self._implicit_tls:
+            kwargs["ssl_context"] = self._make_tls_context()
+        elif self._starttls:
             kwargs["tls_context"] = self._make_tls_context()
             kwargs["require_starttls"] = self._require_tls
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
