@@ -163,24 +163,13 @@ def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
 # ---------------------------------------------------------------- two-way replies
 
 
-def plus_tags(mail: ParsedMail, network_address: str) -> list[str]:
-    """The ``<tag>`` of every ``bin+<tag>@domain`` in To, Cc, Delivered-To and X-Original-To."""
-    local, _, domain = network_address.lower().partition("@")
-    found = []
-    delivered = [*mail.headers("Delivered-To"), *mail.headers("X-Original-To")]
-    for address in [*mail.to, *mail.cc, *delivered]:
-        address = address.strip().strip("<>").lower()
-        addr_local, _, addr_domain = address.rpartition("@")
-        if addr_domain == domain and addr_local.startswith(local + "+"):
-            found.append(addr_local[len(local) + 1 :])
-    return found
-
-
 def find_alert(session: Session, mail: ParsedMail, network_address: str) -> Alert | None:
     """The alert a message answers: by its ``bin+a-<tag>`` address, else by In-Reply-To/References."""
-    for tag in plus_tags(mail, network_address):
-        if tag.startswith("a-") and (alert := alert_by_tag(session, tag[2:])) is not None:
-            return alert
+    from rules.addresses import find_tag
+
+    tag = find_tag(mail, network_address)
+    if tag is not None and tag.kind == "alert" and (alert := alert_by_tag(session, tag.token)) is not None:
+        return alert
     references = [ref for ref in [mail.in_reply_to, *reversed(mail.references)] if ref]
     alerts = alerts_by_message_ids(session, _id_candidates(references))
     return alerts[-1] if alerts else None
