@@ -285,7 +285,7 @@ def members_erase(rt: Runtime, email: str, out: TextIO, err: TextIO) -> int:
     address = normalise_email(email)
     now = rt.clock.now()
     with rt.sessions() as session, session.begin():
-        erased = erase_member(session, address)
+        erased = erase_member(session, address, now)
         total = erased.members + erased.confirmations + erased.deliveries + erased.audit_events + erased.messages
         if total:
             # The record of the erasure names no address: only that one took place.

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import AuditEvent, Confirmation, Delivery, Member, Message
+from storage.models import Alert, AuditEvent, Confirmation, Delivery, Member, Message, QueueItem
 
 
 def member_ward_map(session: Session) -> dict[str, str]:
@@ -189,11 +189,13 @@ class Erased:
     messages: int = 0
 
 
-def erase_member(session: Session, email: str) -> Erased:
+def erase_member(session: Session, email: str, now: datetime | None = None) -> Erased:
     """Forget an address: delete the member and confirmations, anonymise deliveries, audit and messages.
 
     Pending mail to the address is dropped; sent mail keeps its row (the counts
-    in reports stay right) without the address or the bytes.
+    in reports stay right) without the address or the bytes. The messages the
+    address sent keep their row and classification (statistics) but lose the
+    address and, with ``now`` given, their text, as the retention purge does.
     """
     address = normalise_email(email)
     placeholder = anonymised(address)
@@ -215,10 +217,21 @@ def erase_member(session: Session, email: str) -> Erased:
         event.actor = placeholder if event.actor.lower() == address else event.actor
         event.detail = _replace_in(event.detail, address, placeholder)
         erased.audit_events += 1
+    values: dict[str, Any] = {"from_address": placeholder}
+    if now is not None:
+        values.update(raw=None, body_text=None, purged_at=now)
     erased.messages = _rowcount(session.execute(
-        update(Message).where(func.lower(Message.from_address) == address).values(from_address=placeholder)
+        update(Message).where(func.lower(Message.from_address) == address).values(**values)
         .execution_options(synchronize_session=False)))
+    _anonymise_column(session, Alert.original_sender, address, placeholder)
+    _anonymise_column(session, QueueItem.proposed_recipient, address, placeholder)
+    _anonymise_column(session, QueueItem.decided_by, address, placeholder)
     return erased
+
+
+def _anonymise_column(session: Session, column: Any, address: str, placeholder: str) -> None:
+    session.execute(update(column.class_).where(func.lower(column) == address).values({column.key: placeholder})
+                    .execution_options(synchronize_session=False))
 
 
 def anonymised(address: str) -> str:

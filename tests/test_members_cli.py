@@ -18,7 +18,7 @@ from relay.members_cli import (
     members_remove,
 )
 from relay.runtime import Runtime
-from storage.models import AuditEvent, Delivery, Member
+from storage.models import AuditEvent, Delivery, Member, Message
 from storage.outbox import enqueue_notice, mark_sent
 from tests.test_membership import command, confirm_token, reply_to_confirmation, runtime
 
@@ -170,6 +170,10 @@ def test_export_and_erase(engine: Engine, clock: FrozenClock) -> None:
         assert all(raw is None for raw in session.scalars(select(Delivery.raw).where(Delivery.recipient != "other@example.net")))
         events = list(session.scalars(select(AuditEvent)))
         assert all(piet not in f"{e.actor} {e.detail}" for e in events)
+        messages = list(session.scalars(select(Message).order_by(Message.id)))
+        assert [m.from_address == "other@example.net" for m in messages] == [False, False, True]
+        assert all(m.raw is None and m.body_text is None and m.purged_at == clock.now() for m in messages[:2])
+        assert messages[2].raw is not None
     for row in all_members(rt).values():
         assert row.email != piet
     err = io.StringIO()
