@@ -33,6 +33,7 @@ from storage.members import (
     member_by_email,
     member_by_unsubscribe_token,
     upsert_member,
+    use_confirmation,
 )
 from storage.models import Classification, Delivery, Member, Message
 from storage.outbox import enqueue_notice
@@ -249,7 +250,9 @@ def confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, s
         language = row.language if row is not None else _language(rt.config, read_command(mail), None)
         _answer(rt, session, mail, sender, "member_confirm_failed", language, now, reason=problem)
         return
-    row.used_at = now
+    if not use_confirmation(session, row.id, now):  # a second reply, processed at the same moment
+        audit.record(session, at=now, actor=sender, action="confirm_refused", message_id=message.id, reason="used")
+        return
     existing = member_by_email(session, sender)
     previous = existing.ward if existing is not None and existing.status == "active" else None
     member, created = upsert_member(session, email=sender, ward=row.ward, now=now, postcode=row.postcode,

@@ -120,6 +120,14 @@ def confirmations_since(session: Session, email: str, since: datetime) -> int:
     return int(session.scalar(query) or 0)
 
 
+def use_confirmation(session: Session, confirmation_id: int, now: datetime) -> bool:
+    """Mark a confirmation used, once: False when another transaction used it first."""
+    result = session.execute(
+        update(Confirmation).where(Confirmation.id == confirmation_id, Confirmation.used_at.is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False))
+    return _rowcount(result) == 1
+
+
 def confirmation_by_token_hash(session: Session, digest: str) -> Confirmation | None:
     return session.scalars(select(Confirmation).where(Confirmation.token_hash == digest)).first()
 

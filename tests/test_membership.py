@@ -7,11 +7,19 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from relay.clock import FrozenClock
 from relay.config import parse_config
-from relay.membership import handle_command, parse_categories, resolve_ward
+from relay.membership import (
+    CATEGORY_LABELS,
+    handle_command,
+    parse_categories,
+    parse_command_line,
+    resolve_ward,
+)
 from relay.mime import parse_mail
 from relay.runtime import Runtime
 from relay.tokens import token_hash
@@ -359,3 +367,27 @@ def test_answers_to_one_address_are_capped_per_day(engine: Engine, clock: Frozen
         command(rt, "help", subject="HELP", sender="victim@example.com")
         clock.advance(minutes=1)
     assert len(outbox(rt.sessions, "member_help")) == 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_reading_commands_never_raises(text: str) -> None:
+    config = membership_config()
+    line = parse_command_line(text)
+    assert line.command in (None, "subscribe", "unsubscribe", "help", "preferences")
+    resolve_ward(config, text)
+    categories, _unknown = parse_categories(text)
+    assert set(categories) <= set(CATEGORY_LABELS)
+
+
+def test_a_confirmation_is_used_once_even_by_racing_transactions(engine: Engine, clock: FrozenClock) -> None:
+    from storage.members import use_confirmation
+
+    rt = runtime(engine, clock)
+    command(rt, "subscribe", subject="AANMELDEN Empel")
+    with rt.sessions() as session, session.begin():
+        [row_id] = session.scalars(select(Confirmation.id))
+    with rt.sessions() as first, first.begin():
+        assert use_confirmation(first, row_id, clock.now()) is True
+    with rt.sessions() as second, second.begin():
+        assert use_confirmation(second, row_id, clock.now()) is False
