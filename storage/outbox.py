@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, or_, select, update
+from sqlalchemy import Connection, Row, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Delivery
+from storage.models import Alert, Delivery
 
 MAX_ERROR_CHARS = 1000
 
@@ -49,11 +49,17 @@ def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
             Delivery.next_attempt_at <= now,
             or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
         )
-        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .outerjoin(Alert, Alert.id == Delivery.alert_id)
+        .order_by(_PRIORITY, Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
     # PostgreSQL: rows another process is claiming are skipped, not waited for.
-    return query.with_for_update(skip_locked=True) if dialect == "postgresql" else query
+    return query.with_for_update(skip_locked=True, of=Delivery) if dialect == "postgresql" else query
+
+
+# Notices (approval requests, answers) and urgent alerts go before the copies
+# of a large ordinary fan-out that is already under way.
+_PRIORITY = case((Delivery.alert_id.is_(None), 0), (Alert.urgency == "urgent", 0), else_=1)
 
 
 def _claim(session: Session | Connection, ids: list[int], worker: str, until: datetime) -> None:
@@ -67,7 +73,10 @@ def _claim(session: Session | Connection, ids: list[int], worker: str, until: da
 
 
 def claim_due(session: Session, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-    """Take up to ``limit`` due rows for ``worker`` until ``now + lease``; oldest first."""
+    """Take up to ``limit`` due rows for ``worker`` until ``now + lease``.
+
+    Notices and urgent alerts first, then by due time and age.
+    """
     query = _due(select(Delivery), session.get_bind().dialect.name, now, limit)
     rows = list(session.scalars(query))
     _claim(session, [row.id for row in rows], worker, now + lease)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relay.clock import FrozenClock
 from storage.db import make_engine, migrate, session_factory
-from storage.models import Delivery
+from storage.models import Alert, Delivery
 from storage.outbox import (
     claim_due,
     enqueue_notice,
@@ -104,3 +104,29 @@ def test_postgres_claimers_skip_each_others_locked_rows(postgres_url: str, clock
         first.commit()
     engine.dispose()
     assert a == ids[:2] and b == ids[2:]
+
+
+def test_notices_and_urgent_alerts_go_first(outbox: sessionmaker[Session], clock: FrozenClock) -> None:
+    now = clock.now()
+    with outbox() as session, session.begin():
+        normal = Alert(wards=["maaspoort"], source="police", source_label="Politie", category="info",
+                       urgency="normal", subject="Info", body="x", attachments=[], message_id_header="<a@x>",
+                       tag="a" * 16, created_at=now)
+        urgent = Alert(wards=["maaspoort"], source="police", source_label="Politie", category="missing_person",
+                       urgency="urgent", subject="Vermist", body="x", attachments=[], message_id_header="<b@x>",
+                       tag="b" * 16, created_at=now)
+        session.add_all([normal, urgent])
+        session.flush()
+        early = now - timedelta(minutes=5)
+        rows = [Delivery(alert_id=normal.id, recipient=f"n{i}@example.net", purpose="alert", status="pending",
+                         attempts=0, next_attempt_at=early, created_at=early) for i in range(3)]
+        rows += [Delivery(alert_id=urgent.id, recipient="u@example.net", purpose="alert", status="pending",
+                          attempts=0, next_attempt_at=now, created_at=now)]
+        session.add_all(rows)
+        session.flush()
+        notice = enqueue_notice(session, recipient="anna@example.org", raw=b"x", purpose="approval_request", now=now)
+        session.flush()
+        expected_first = {rows[3].id, notice.id}
+    first_two = claim(outbox, "a", now, limit=2)
+    assert set(first_two) == expected_first
+    assert len(claim(outbox, "a", now)) == 3
