@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,27 +19,24 @@ from relay.approvals.cli import queue_approve, queue_list, queue_reject, queue_s
 from relay.clock import FrozenClock
 from relay.runtime import Runtime
 from storage.db import make_engine, migrate
-from storage.models import Alert, Member, QueueItem
+from storage.models import Alert, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
     BERT,
     KEES,
     MEMBER,
+    add_members,
     audit_actions,
     hold_message,
     item,
     make_runtime,
     outbox,
     report,
+    run_in_threads,
 )
+from tests.test_approvals_helpers import any_engine as _shared_any_engine
 
-
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
+any_engine = _shared_any_engine  # the fixture: a migrated database on each backend
 
 
 def _decide(rt: Runtime, item_id: int, decision: Decision, actor: str) -> bool:
@@ -53,28 +50,19 @@ def _race(rt: Runtime, item_id: int, reasons: dict[str, str], both_read_first: b
     """Two coordinators decide one item in two threads at the same moment."""
     barrier = threading.Barrier(len(reasons), timeout=30)
     results: dict[str, bool] = {}
-    errors: list[BaseException] = []
 
     def attempt(actor: str) -> None:
-        try:
-            if not both_read_first:
+        if not both_read_first:
+            barrier.wait()
+        with rt.sessions() as session, session.begin():
+            stored = session.get(QueueItem, item_id)
+            assert stored is not None
+            if both_read_first:
                 barrier.wait()
-            with rt.sessions() as session, session.begin():
-                stored = session.get(QueueItem, item_id)
-                assert stored is not None
-                if both_read_first:
-                    barrier.wait()
-                decision = Decision("reject", reason=reasons[actor])
-                results[actor] = decide(rt, session, stored, decision, actor=actor, now=rt.clock.now())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+            decision = Decision("reject", reason=reasons[actor])
+            results[actor] = decide(rt, session, stored, decision, actor=actor, now=rt.clock.now())
 
-    threads = [threading.Thread(target=attempt, args=(actor,)) for actor in reasons]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_in_threads([partial(attempt, actor) for actor in reasons])
     return results
 
 
@@ -178,10 +166,7 @@ def test_operator_decisions_are_audited_and_refused_twice(engine: Engine, clock:
 
 
 def _members(rt: Runtime, *rows: tuple[str, str]) -> None:
-    with rt.sessions() as session, session.begin():
-        for index, (email_address, ward) in enumerate(rows):
-            session.add(Member(email=email_address, name=None, ward=ward, status="active",
-                               unsubscribe_token=f"unsub{index:03d}", joined_at=rt.clock.now()))
+    add_members(rt, list(rows))
 
 
 def test_approval_publishes_an_alert_to_every_member_of_the_target_wards(engine: Engine, clock: FrozenClock) -> None:

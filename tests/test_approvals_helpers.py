@@ -6,12 +6,15 @@ import email
 import email.policy
 import hashlib
 import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,8 +24,8 @@ from relay.config import Config, parse_config
 from relay.mime import parse_mail
 from relay.runtime import Runtime
 from relay.templating import Templates
-from storage.db import session_factory
-from storage.models import AuditEvent, Classification, Delivery, Message, QueueItem
+from storage.db import make_engine, migrate, session_factory
+from storage.models import AuditEvent, Classification, Delivery, Member, Message, QueueItem
 from tests import mailgen
 
 NETWORK = "bin@example.org"
@@ -190,3 +193,40 @@ def write_key(tmp_path: Path) -> Path:
 
 def at(clock: FrozenClock) -> datetime:
     return clock.now()
+
+
+@pytest.fixture
+def any_engine(db_url: str) -> Iterator[Engine]:
+    """A migrated database on each backend (SQLite, PostgreSQL); import it into a test module to use it."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def add_members(rt: Runtime, rows: list[tuple[str, str]]) -> None:
+    """Active members: (address, ward slug)."""
+    with rt.sessions() as session, session.begin():
+        for address, ward in rows:
+            token = hashlib.sha1(address.encode()).hexdigest()[:16]
+            session.add(Member(email=address, ward=ward, status="active", unsubscribe_token=token,
+                               joined_at=rt.clock.now()))
+
+
+def run_in_threads(targets: list[Callable[[], None]], timeout: float = 60) -> None:
+    """Run every target in its own thread; fail with whatever any of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish in time"
+    assert not errors, errors

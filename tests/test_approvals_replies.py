@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from sqlalchemy import Engine, select
@@ -11,7 +11,6 @@ from sqlalchemy import Engine, select
 from relay.clock import FrozenClock
 from relay.config import parse_config
 from relay.runtime import Runtime
-from storage.db import make_engine, migrate
 from storage.models import Alert, Member
 from tests import mailgen
 from tests.test_approvals_helpers import (
@@ -20,6 +19,7 @@ from tests.test_approvals_helpers import (
     CARLA,
     KEES,
     MEMBER,
+    add_members,
     audit_actions,
     config_dict,
     hold_message,
@@ -28,19 +28,18 @@ from tests.test_approvals_helpers import (
     outbox,
     reply,
     report,
+    run_in_threads,
     token_of,
 )
+from tests.test_approvals_helpers import any_engine as _shared_any_engine
+
+any_engine = _shared_any_engine  # the fixture: a migrated database on each backend
 
 pytest.importorskip("relay.replies", reason="relay.replies (reply parsing) has not landed yet")
 
 
 def _members(rt: Runtime) -> None:
-    with rt.sessions() as session, session.begin():
-        for index, (address, ward) in enumerate(
-            [("a@example.net", "maaspoort"), ("b@example.net", "maaspoort"), ("c@example.net", "empel")]
-        ):
-            session.add(Member(email=address, ward=ward, status="active", unsubscribe_token=f"u{index:05d}",
-                               joined_at=rt.clock.now()))
+    add_members(rt, [("a@example.net", "maaspoort"), ("b@example.net", "maaspoort"), ("c@example.net", "empel")])
 
 
 @pytest.fixture
@@ -222,33 +221,16 @@ def test_carla_of_empel_may_not_decide_for_maaspoort(rt: Runtime) -> None:
 # ---------------------------------------------------------------- concurrency, both backends
 
 
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def _answer_together(rt: Runtime, answers: dict[str, tuple[str, str]]) -> None:
     """Each coordinator's reply (token, body) handled in its own thread at the same moment."""
     barrier = threading.Barrier(len(answers), timeout=30)
-    errors: list[BaseException] = []
 
     def answer(who: str) -> None:
-        try:
-            barrier.wait()
-            token, body = answers[who]
-            reply(rt, sender=who, token=token, body=body)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        barrier.wait()
+        token, body = answers[who]
+        reply(rt, sender=who, token=token, body=body)
 
-    threads = [threading.Thread(target=answer, args=(who,)) for who in answers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_in_threads([partial(answer, who) for who in answers])
 
 
 def test_two_replies_at_once_publish_once(any_engine: Engine, clock: FrozenClock) -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from relay.approvals import Decision, decide, run_due, schedule
 from relay.clock import FrozenClock
 from relay.config import parse_config
 from relay.runtime import Runtime
-from storage.db import make_engine, migrate
 from storage.models import AuditEvent, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
@@ -27,9 +25,13 @@ from tests.test_approvals_helpers import (
     outbox,
     reply,
     report,
+    run_in_threads,
     token_of,
     write_key,
 )
+from tests.test_approvals_helpers import any_engine as _shared_any_engine
+
+any_engine = _shared_any_engine  # the fixture: a migrated database on each backend
 
 
 def _recipients(rt: object, purpose: str) -> list[str]:
@@ -155,14 +157,6 @@ def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) ->
     assert job.trigger.interval.total_seconds() == 30
 
 
-@pytest.fixture
-def any_engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def test_two_processes_running_timers_at_once_remind_once(any_engine: Engine, clock: FrozenClock) -> None:
     first, second = make_runtime(any_engine, clock), make_runtime(any_engine, clock)
     for number in range(4):
@@ -170,21 +164,12 @@ def test_two_processes_running_timers_at_once_remind_once(any_engine: Engine, cl
     clock.advance(hours=4)
     barrier = threading.Barrier(2, timeout=30)
     counts: list[int] = []
-    errors: list[BaseException] = []
 
     def run(rt: Runtime) -> None:
-        try:
-            barrier.wait()
-            counts.append(run_due(rt))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        barrier.wait()
+        counts.append(run_due(rt))
 
-    threads = [threading.Thread(target=run, args=(rt,)) for rt in (first, second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_in_threads([partial(run, rt) for rt in (first, second)])
     assert sum(counts) == 4
     assert len(outbox(first.sessions, "approval_reminder")) == 4 * 2
 
