@@ -54,6 +54,7 @@ _SEPARATOR = re.compile(
     r"|_{10,})\s*$",
     re.IGNORECASE,
 )
+_DATE = re.compile(r"\b\d{1,4}[-./ ]\s*(?:\d{1,2}|[a-z]{3,9}\.?)[-./ ]\s*\d{2,4}\b", re.IGNORECASE)
 _HEADER_FROM = re.compile(r"^\s*\*?(?:van|from|de|von)\s*:\s*\*?\s*\S", re.IGNORECASE)
 _HEADER_OTHER = re.compile(
     r"^\s*\*?(?:verzonden|sent|date|datum|aan|to|onderwerp|subject|cc|envoyé|gesendet|an|betreff|objet|à)\s*:",
@@ -65,8 +66,8 @@ _SIGNATURE_DASHES = re.compile(r"^--\s*$")
 _MOBILE_SIGNATURE = re.compile(
     r"^\s*(?:"
     r"(?:verzonden|verstuurd|gestuurd|sent|envoyé|gesendet)\s+(?:vanaf|vanuit|van|via|met|from|with|von|depuis|mit)\s+"
-    r"(?:(?:mijn|my|mein(?:em)?|mon)\b.{0,60}|(?:de\s+|the\s+)?(?:yahoo|outlook|mail|proton\s*mail|gmail|samsung"
-    r"|galaxy|huawei|android|ios|iphone|ipad|blackberry|aol|gmx|hotmail|telefoon|fairemail|k-9|spark)\b.{0,60})"
+    r"(?:(?:mijn|my|mein(?:em)?|mon)\b.{0,60}|(?:de\s+|the\s+)?\[?(?:yahoo|outlook|mail|proton\s*mail|gmail|samsung"
+    r"|galaxy|huawei|android|ios|iphone|ipad|blackberry|aol|gmx|hotmail|telefoon|fairemail|k-9|spark)\b.{0,80})"
     r"|(?:get|download)\s+outlook\s+for\s+.{0,80}"
     r"|outlook\s+voor\s+.{0,30}\s*downloaden.{0,80}"
     r"|outlook\s+(?:for|voor)\s+(?:android|ios).{0,80}"
@@ -97,7 +98,7 @@ def _clean_lines(text: str) -> list[str]:
 
 def _attribution_at(lines: list[str], index: int) -> bool:
     """An attribution line ("Op ... schreef ...:"), possibly wrapped over two or three lines."""
-    if _ATTRIBUTION.match(lines[index]):
+    if _ATTRIBUTION.match(lines[index]) or _bare_attribution_at(lines, index):
         return True
     if not _ATTRIBUTION_START.match(lines[index]):
         return False
@@ -109,6 +110,15 @@ def _attribution_at(lines: list[str], index: int) -> bool:
         if _ATTRIBUTION.match(joined):
             return True
     return False
+
+
+def _bare_attribution_at(lines: list[str], index: int) -> bool:
+    """A verb-less attribution right above quoted lines ("3 nov. 2026 14:02 BIN <bin@...>:", FairEmail)."""
+    line = lines[index]
+    if not (line.endswith(":") and len(line) <= 300 and ("@" in line or _DATE.search(line))):
+        return False
+    following = next((other for other in lines[index + 1 : index + 3] if other.strip()), "")
+    return bool(_QUOTED.match(following))
 
 
 def _header_block_at(lines: list[str], index: int) -> bool:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.config import parse_config
-from relay.replies import ReplyCommand, new_text, parse_reply, resolve_wards
+from relay.mime import parse_mail
+from relay.replies import ReplyCommand, new_text, parse_reply, reply_text, resolve_wards
 from tests.test_approvals_helpers import config_dict
 
 # ---------------------------------------------------------------- single commands
@@ -300,3 +305,31 @@ def test_arbitrary_text_never_raises(text: str) -> None:
 def test_text_without_a_command_word_never_decides(lines: list[str], quote: str) -> None:
     command = parse_reply("\n".join(lines) + quote)
     assert command.decision is None and command.partners == [] and command.wards == []
+
+
+# ---------------------------------------------------------------- real clients' replies (tests/replies/*.eml)
+
+REPLIES = Path(__file__).parent / "replies"
+EXPECTED: dict[str, dict[str, Any]] = json.loads((REPLIES / "expected.json").read_text(encoding="utf-8"))
+
+
+def test_every_fixture_has_an_expectation() -> None:
+    files = sorted(path.name for path in REPLIES.glob("*.eml"))
+    assert files == sorted(EXPECTED) and len(files) >= 35
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_client_reply(name: str) -> None:
+    expected = EXPECTED[name]
+    mail = parse_mail((REPLIES / name).read_bytes())
+    text = reply_text(mail)
+    # Nothing of the quoted request (its instructions, its token) is taken for the coordinator's words.
+    assert "doorsturen naar" not in text and "k7m2q4x9a3b5c6d7" not in text and ">" not in text, text
+    assert not any(phrase in text.lower() for phrase in ("iphone", "outlook", "galaxy", "yahoo", "k-9", "proton"))
+    command = parse_reply(text)
+    assert command.decision == expected["decision"], text
+    assert command.reason == expected["reason"], text
+    assert command.edited_text == expected["edited_text"], text
+    assert command.wards == expected["wards"], text
+    assert command.partners == expected["partners"], text
+    assert command.problems == expected["problems"], text
