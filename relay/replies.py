@@ -32,6 +32,8 @@ DECISION_WORDS: dict[str, Decision] = {
 WARD_WORDS = frozenset({"wijk", "wijken", "ward", "wards"})
 PARTNER_WORDS = {"politie": "police", "police": "police", "gemeente": "municipality", "municipality": "municipality"}
 ENGLISH_WORDS = frozenset({"approve", "yes", "reject", "no", "edit", "ward", "wards", "police", "municipality"})
+# A reply's own words are short; what lies beyond this is a long quote (and would only cost time).
+MAX_REPLY_CHARS = 200_000
 ALL_COMMAND_WORDS = frozenset(DECISION_WORDS) | WARD_WORDS | frozenset(PARTNER_WORDS)
 LIST_JOINERS = frozenset({"en", "and", "&", "+"})
 
@@ -174,7 +176,7 @@ def _below_quote(lines: list[str]) -> list[str]:
 
 def new_text(text: str) -> str:
     """The part of a reply's plain text that the replier wrote, without quote, signature or artefacts."""
-    lines = [line for line in _clean_lines(text) if not _ARTEFACT.match(line)]
+    lines = [line for line in _clean_lines(text[:MAX_REPLY_CHARS]) if not _ARTEFACT.match(line)]
     for _ in range(3):  # bottom-posted text can hold a further quote; three rounds are plenty
         quote = next((i for i in range(len(lines)) if _quote_starts_at(lines, i)), len(lines))
         above = _strip_edges(lines[:quote])
@@ -185,7 +187,7 @@ def new_text(text: str) -> str:
             break
         lines = below
     cut = next((i for i, line in enumerate(above) if _is_signature(line)), len(above))
-    return "\n".join(_strip_edges(above[:cut]))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(_strip_edges(above[:cut])))
 
 
 def reply_text(mail: ParsedMail) -> str:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.config import parse_config
-from relay.mime import parse_mail
+from relay.mime import html_to_text, parse_mail
 from relay.replies import ReplyCommand, new_text, parse_reply, reply_text, resolve_wards
 from tests.test_approvals_helpers import config_dict
 
@@ -333,3 +333,24 @@ def test_client_reply(name: str) -> None:
     assert command.wards == expected["wards"], text
     assert command.partners == expected["partners"], text
     assert command.problems == expected["problems"], text
+
+
+WITH_HTML = [name for name in sorted(EXPECTED) if parse_mail((REPLIES / name).read_bytes()).html is not None]
+
+
+@pytest.mark.parametrize("name", WITH_HTML)
+def test_client_reply_html_alternative_reads_the_same(name: str) -> None:
+    """HTML-only clients send what the plain part says as markup; rendered, it must give the same command."""
+    mail = parse_mail((REPLIES / name).read_bytes())
+    assert mail.html is not None
+    command = parse_reply(html_to_text(mail.html))
+    expected = EXPECTED[name]
+    assert (command.decision, command.reason, command.edited_text, command.wards, command.partners,
+            command.problems) == (expected["decision"], expected["reason"], expected["edited_text"],
+                                  expected["wards"], expected["partners"], expected["problems"])
+
+
+def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
+    text = "AKKOORD\n\nOp 3 nov. 2026 om 14:02 schreef BIN:\n" + "> " + "schreef op " * 50 + "\n" * 1
+    command = parse_reply(text * 2000)
+    assert command.decision == "approve"
