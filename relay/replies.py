@@ -287,6 +287,11 @@ class _Line:
         return self.decision is not None and _only_punctuation(self.rest)
 
 
+# Words that turn an approval into a conditional one ("Akkoord, maar zonder het huisnummer").
+_CONDITION = re.compile(r"\b(?:maar|behalve|zonder|alleen|mits|tenzij|but|except|without|only|unless|if)\b",
+                        re.IGNORECASE)
+
+
 def _dutch(word: str) -> bool:
     return word not in ENGLISH_WORDS
 
@@ -386,8 +391,10 @@ class _Parser:
         self.first_word = head.word
         body = self.lines[index + 1 :]
         if head.decision == "approve":
+            self._approve_line(head)
             self._after_approve(body)
         elif head.decision == "reject":
+            self._conflict(_Line.of(head.rest))  # "Nee, akkoord" says two things
             self._after_reject(head, body)
         else:
             self._after_edit(head, body)
@@ -418,6 +425,15 @@ class _Parser:
     def _conflict(self, line: _Line) -> None:
         if line.decision is not None and line.decision != self.result.decision:
             self.problem(self.first_word, "twee verschillende besluiten", "two decisions")
+
+    def _approve_line(self, head: _Line) -> None:
+        """ "Ja, prima" approves; "Ja, nee" or "Akkoord, maar zonder huisnummer" is asked about."""
+        self._conflict(_Line.of(head.rest))
+        condition = _CONDITION.search(head.rest)
+        if condition is not None:
+            said = f"{head.written} {head.rest}"[:80]
+            self.problem(self.first_word, f"'{said}' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst",
+                         f"'{said}' approves with a condition; send EDIT with the new text")
 
     def _after_approve(self, body: list[_Line]) -> None:
         for line in body:

@@ -354,3 +354,15 @@ def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
     text = "AKKOORD\n\nOp 3 nov. 2026 om 14:02 schreef BIN:\n" + "> " + "schreef op " * 50 + "\n" * 1
     command = parse_reply(text * 2000)
     assert command.decision == "approve"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("Akkoord, maar zonder het huisnummer",
+      "'Akkoord maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
+     ("Yes but only for Empel", "'Yes but only for Empel' approves with a condition; send EDIT with the new text"),
+     ("Ja, nee toch niet", "twee verschillende besluiten"),
+     ("Nee, akkoord", "twee verschillende besluiten")],
+)
+def test_an_approval_with_a_condition_or_a_contradiction_is_asked_about(text: str, problem: str) -> None:
+    assert parse_reply(text).problems == [problem]
