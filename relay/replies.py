@@ -429,19 +429,25 @@ class _Parser:
     def _approve_line(self, head: _Line) -> None:
         """ "Ja, prima" approves; "Ja, nee" or "Akkoord, maar zonder huisnummer" is asked about."""
         self._conflict(_Line.of(head.rest))
-        condition = _CONDITION.search(head.rest)
-        if condition is not None:
-            said = f"{head.written} {head.rest}"[:80]
+        self._condition(f"{head.written} {head.rest}")
+
+    def _condition(self, said: str) -> None:
+        if _CONDITION.search(said):
+            said = said.strip()[:80]
             self.problem(self.first_word, f"'{said}' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst",
                          f"'{said}' approves with a condition; send EDIT with the new text")
 
     def _after_approve(self, body: list[_Line]) -> None:
+        first_paragraph = True
         for line in body:
             if line.is_instruction:
                 self.instruction(line)
-            else:
-                # Approving must be unambiguous: any later line starting with another decision is a conflict.
-                self._conflict(line)
+                continue
+            first_paragraph = first_paragraph and not line.blank
+            if first_paragraph:
+                self._condition(line.text)  # "AKKOORD\nmaar zonder het huisnummer"
+            # Approving must be unambiguous: any later line starting with another decision is a conflict.
+            self._conflict(line)
 
     def _after_reject(self, head: _Line, body: list[_Line]) -> None:
         reason: list[str] = [head.rest] if head.rest else []

@@ -173,6 +173,8 @@ def test_two_decisions_are_a_problem(text: str) -> None:
 def test_same_decision_twice_is_fine() -> None:
     command = parse_reply("AKKOORD\nJa, prima zo")
     assert command.decision == "approve" and command.problems == []
+    command = parse_reply("AKKOORD\n\nIk bel alleen nog even met de melder.\n\nAnna")
+    assert command.decision == "approve" and command.problems == []  # a later paragraph sets no condition
 
 
 @pytest.mark.parametrize("text", ["misschien morgen", "Dank je, ik kijk ernaar", "Wij bellen even", "Op zich prima",
@@ -361,6 +363,8 @@ def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
     [("Akkoord, maar zonder het huisnummer",
       "'Akkoord maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
      ("Yes but only for Empel", "'Yes but only for Empel' approves with a condition; send EDIT with the new text"),
+     ("AKKOORD\nWIJK Empel\nmaar zonder het huisnummer",
+      "'maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
      ("Ja, nee toch niet", "twee verschillende besluiten"),
      ("Nee, akkoord", "twee verschillende besluiten")],
 )
