@@ -6,8 +6,10 @@ signatures and client artefacts), ``parse_reply`` reads the command in it,
 ``resolve_wards`` maps the ward names it names to configured slugs.
 
 The rule for safety: approving must be unambiguous. A close typo of a command
-word, two different decisions or a command below other text is reported as a
-problem, so the approvals layer asks again instead of guessing.
+word ("AKOORD", "Oké"), two different decisions, an approval with a condition
+("Akkoord, maar ...") or a command below other text is reported as a problem
+(in the language of the words the coordinator used), so the approvals layer
+asks again instead of guessing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from relay.mime import ParsedMail
 
 Decision = Literal["approve", "reject", "edit"]
 
-# Command words (accent- and case-folded) and the language each belongs to.
+# Command words (accent- and case-folded) and the decision each stands for.
 DECISION_WORDS: dict[str, Decision] = {
     "akkoord": "approve", "ok": "approve", "ja": "approve", "approve": "approve", "yes": "approve",
     "afwijzen": "reject", "nee": "reject", "reject": "reject", "no": "reject",
