@@ -93,10 +93,10 @@ STREET_SUFFIXES = (
     "lane",
     "avenue",
 )
-HOUSE_NUMBER = re.compile(
-    r"(?P<street>(?:[A-Za-zÀ-ÿ'][\w'À-ÿ.-]*\s+){0,3}[A-Za-zÀ-ÿ'][\w'À-ÿ.-]*)\s+"
-    r"(?P<number>\d{1,4})(?:\s?[a-zA-Z](?![\w-]))?(?![\w-])"
-)
+# A house number: 1-4 digits, an optional letter, not part of a longer token.
+HOUSE_NUMBER = re.compile(r"(?<![\w.,:/-])(?P<number>\d{1,4})(?:\s?[a-zA-Z](?![\w-]))?(?![\w.,:/-]\w)")
+STREET_WORDS_BEFORE = 4
+LOOKBEHIND_CHARS = 80  # street names are short: never look further back than this
 PHONE = re.compile(
     r"(?<![\w+])(?P<prefix>\+31|0031|0)[\s().-]*(?P<rest>\d(?:[\s.-]?\d){8})(?![\d-])"
 )
@@ -167,9 +167,14 @@ class Safeguards:
         return found
 
     def _addresses(self, text: str) -> list[Finding]:
+        """Each house number, with the few words before it if they are a street (linear time)."""
         found = []
         for match in HOUSE_NUMBER.finditer(text):
-            street = self._street_in(match.group("street"))
+            before = text[max(0, match.start() - LOOKBEHIND_CHARS) : match.start()]
+            if not before.endswith((" ", "\t")):
+                continue
+            words = before.split()[-STREET_WORDS_BEFORE:]
+            street = self._street_in(" ".join(w for w in words if w[:1].isalpha() or w[:1] == "'"))
             if street is not None:
                 found.append(
                     Finding("home_address", _evidence(f"{street} {match.group('number')}"))

@@ -41,8 +41,11 @@ _PHONE_SIGNATURES = re.compile(
 
 def fold(text: str) -> str:
     """Lower case without accents, the form every matcher works on (same length per char)."""
+    lowered = text.lower()
+    if lowered.isascii():
+        return lowered
     folded = []
-    for char in text.lower():
+    for char in lowered:
         base = unicodedata.normalize("NFKD", char)[:1] or char
         folded.append(base if base.isascii() else char)
     return "".join(folded).replace("’", "'").replace("‘", "'")
