@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-NETWORK = "bin@bin-test.nl"
+NETWORK = "bin@bin-demo.nl"  # the address tests.flow configures
 MEMBER = "jan@bewoner.nl"  # an active member of "centrum" in the tests
 STRANGER = "onbekend@elders.nl"
 

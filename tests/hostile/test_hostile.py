@@ -49,8 +49,9 @@ def test_hostile_case(flow: Flow, case: Case) -> None:
     else:
         assert stored.status == "held"
         assert len(items) == 1, "held for a coordinator, once"
-    # Only coordinators hear about it (an approval request); nobody else gets anything.
-    assert flow.recipients() <= COORDINATORS
+    # Only coordinators hear about it (an approval request) and the member who sent it
+    # (a receipt); nobody else gets anything.
+    assert flow.recipients() <= COORDINATORS | {MEMBER}
     for _rcpts, out in flow.sent():
         assert_safe_headers(out)
 
@@ -58,7 +59,7 @@ def test_hostile_case(flow: Flow, case: Case) -> None:
 def assert_safe_headers(raw: bytes) -> None:
     head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
     names = {line.split(":", 1)[0].strip().lower() for line in head.split("\r\n") if line and not line[0].isspace()}
-    leaked = names - OWN_HEADERS
+    leaked = {name for name in names - OWN_HEADERS if not name.startswith("x-bin-")}
     assert not leaked, f"unexpected headers in an outgoing message: {leaked}"
     assert "\r" not in head.replace("\r\n", ""), "a bare CR in the header block"
     assert not re.search(r"(?im)^bcc:", head)
