@@ -109,7 +109,8 @@ def classify_message(
     lookup = members if members is not None else member_ward_map(session).get
     result = rt.classifier.classify(mail, lookup)
     row = classification_row(result, rt.clock.now())
-    row.explanation = [*row.explanation, *understanding_problems(mail)]
+    # What could not be read comes first: the request shows only the first lines.
+    row.explanation = [*understanding_problems(mail), *row.explanation]
     message.classification = row
     message.body_text = mail.text
     session.add(row)
