@@ -5,6 +5,7 @@ Real Dovecot, real aiosmtpd sink, real SQLite; only the clock is controlled.
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from email.utils import getaddresses
 
 import pytest
@@ -35,8 +36,10 @@ def resident_report(stack: LoopbackStack) -> None:
     stack.run_once()
 
 
-def approve(stack: LoopbackStack, coordinator: str, text: str = "AKKOORD") -> None:
-    request = stack.approval_requests(coordinator)[-1]
+def approve(
+    stack: LoopbackStack, coordinator: str, text: str = "AKKOORD", request: EmailMessage | None = None
+) -> None:
+    request = request or stack.approval_requests(coordinator)[-1]
     stack.sink.clear()
     stack.mail_in(reply(request, sender=coordinator, text=text))
     stack.run_once()
@@ -99,7 +102,8 @@ def test_edit_and_police_forward(stack: LoopbackStack) -> None:
         body = text_of(alert)
         assert "Iemand probeerde autoportieren te openen" in body
         assert "Groetjes Els" not in body  # the edit replaces the resident's own words
-        assert MAASPOORT[0] not in alert.as_string()  # the resident stays anonymous
+        if member != MAASPOORT[0]:
+            assert MAASPOORT[0] not in alert.as_string()  # the resident stays anonymous
     forward = only(stack.sent_to("wijkagent@politie.nl"))
     assert MAASPOORT[0] in text_of(forward)  # the police may need the contact
 
@@ -113,7 +117,7 @@ def test_a_stranger_cannot_decide(stack: LoopbackStack) -> None:
     stack.run_once()
     for member in MAASPOORT:
         assert stack.sent_to(member) == []
-    approve(stack, ANNA)  # the real coordinator still can
+    approve(stack, ANNA, request=request)  # the real coordinator still can
     assert all(len(stack.sent_to(member)) == 1 for member in MAASPOORT)
 
 
