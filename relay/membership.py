@@ -216,7 +216,7 @@ def subscribe(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
         audit.record(session, at=now, actor=sender, action="subscribe_unknown_ward", message_id=message.id,
                      argument=line.argument)
         _answer(rt, session, mail, sender, "member_unknown_ward", language, now,
-                argument=line.argument or "", wards=_ward_list(rt.config))
+                argument=line.argument or "", wards=_ward_list(rt.config), example_postcode=_example_postcode(rt.config))
         return
     if member is not None and member.status == "active" and member.ward == ward.slug:
         audit.record(session, at=now, actor=sender, action="subscribe_already_member", message_id=message.id,
@@ -321,7 +321,8 @@ def send_help(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
     language = _language(rt.config, line, active)
     context = _member_context(rt.config, active, language) if active else {"ward_name": None, "settings": []}
     audit.record(session, at=now, actor=sender, action="member_help", message_id=message.id)
-    _answer(rt, session, mail, sender, "member_help", language, now, wards=_ward_list(rt.config), **context)
+    _answer(rt, session, mail, sender, "member_help", language, now, wards=_ward_list(rt.config),
+            categories=_category_names(language), **context)
 
 
 def set_preferences(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
@@ -439,6 +440,10 @@ def _member_context(config: Config, member: Member, language: str) -> dict[str, 
 
 def _ward_list(config: Config) -> list[dict[str, Any]]:
     return [{"name": ward.name, "postcodes": ", ".join(ward.postcodes)} for ward in config.wards]
+
+
+def _example_postcode(config: Config) -> str | None:
+    return next((f"{ward.postcodes[0]} AB" for ward in config.wards if ward.postcodes), None)
 
 
 def _category_names(language: str) -> str:
