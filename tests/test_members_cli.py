@@ -21,6 +21,7 @@ from relay.runtime import Runtime
 from storage.models import AuditEvent, Delivery, Member, Message
 from storage.outbox import enqueue_notice, mark_sent
 from tests.test_membership import command, confirm_token, reply_to_confirmation, runtime
+from tests.test_membership import members as all_members
 
 
 def run_import(rt: Runtime, tmp_path: Path, text: str | bytes, name: str = "members.csv") -> tuple[int, str, str]:
@@ -32,14 +33,6 @@ def run_import(rt: Runtime, tmp_path: Path, text: str | bytes, name: str = "memb
     out, err = io.StringIO(), io.StringIO()
     code = members_import(rt, path, out, err)
     return code, out.getvalue(), err.getvalue()
-
-
-def all_members(rt: Runtime) -> dict[str, Member]:
-    with rt.sessions() as session:
-        rows = list(session.scalars(select(Member)))
-        for row in rows:
-            session.expunge(row)
-    return {row.email: row for row in rows}
 
 
 def test_import_good_file(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
