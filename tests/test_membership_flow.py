@@ -106,3 +106,16 @@ def test_unknown_ward_is_answered_with_the_list(flow: Flow) -> None:
     assert subject == "Welke wijk bedoel je?" and "Maaspoort" in body and "Empel" in body
     with flow.rt.sessions() as session:
         assert [m.status for m in session.scalars(select(Message))] == ["processed"]
+
+
+def test_confirmation_answered_from_outlook_in_html(flow: Flow) -> None:
+    send(flow, "Aanmelden", "aanmelden Empel\n\nMet vriendelijke groet,\nRia")
+    [(subject, _body, _reply_to)] = answers_to(flow, RESIDENT)
+    raw = mailgen.message(f"AW: {subject}", "Ja, graag.\n\nVan: BIN\nVerzonden: maandag", html=True,
+                          sender=f"Ria <{RESIDENT.upper()}>", message_id=f"m{next(_SERIAL)}@example.net")
+    flow.store(raw)
+    flow.route()
+    flow.deliver()
+    joined = member(flow, RESIDENT)
+    assert joined is not None and joined.ward == "empel" and joined.status == "active"
+    assert answers_to(flow, RESIDENT)[-1][0].startswith("Welkom bij")
