@@ -122,7 +122,7 @@ class SmtpConfig(SecretSource):
     cafile: Path | None = None
 
     @model_validator(mode="after")
-    def _tls_mode(self) -> "SmtpConfig":
+    def _tls_mode(self) -> SmtpConfig:
         if self.ssl and self.starttls:
             raise ValueError("ssl and starttls: choose one (ssl for port 465, starttls for 587)")
         return self
@@ -235,6 +235,21 @@ class DeliveryConfig(_Section):
     # A claimed batch belongs to its process this long; then (after a crash)
     # another process may take it over. Far longer than one batch takes.
     claim_lease_seconds: float = Field(default=300.0, gt=0)
+    # Members who chose DAGELIJKS get one digest of non-urgent alerts a day, at
+    # this hour in this time zone (urgent alerts always go out at once).
+    digest_hour: int = Field(default=18, ge=0, le=23)
+    timezone: str = "Europe/Amsterdam"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'Europe/Amsterdam')") from None
+        return value
 
 
 class LimitsConfig(_Section):

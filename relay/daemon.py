@@ -95,6 +95,7 @@ class Daemon:
         assert self.runtime is not None
         result = self.run_pass()
         run_due(self.runtime)
+        self._digests()
         result.sent = deliver_pending(self.runtime).sent
         return result
 
@@ -168,10 +169,21 @@ class Daemon:
             self._guarded(self._purge), "interval", hours=24, id="retention",
             coalesce=True, max_instances=1, next_run_time=None,
         )
+        scheduler.add_job(
+            self._guarded(self._digests), "cron", minute=0, id="digests",
+            coalesce=True, max_instances=1,
+        )
         # Reminders and retention enqueue mail: let delivery pick it up at once.
         scheduler.add_job(self._kick_delivery, "interval", seconds=30, id="kick", coalesce=True)
         scheduler.start()
         return scheduler
+
+    def _digests(self) -> None:
+        from relay.delivery.digest import digest_due, send_digests
+
+        assert self.runtime is not None
+        if digest_due(self.runtime):
+            send_digests(self.runtime)  # at most one per member per day, however often called
 
     def _purge(self) -> None:
         from relay.retention import purge

@@ -34,6 +34,14 @@ def wants_digest(member: Member) -> bool:
     return bool((member.preferences or {}).get("digest"))
 
 
+def digest_due(rt: Runtime, now: datetime | None = None) -> bool:
+    """Is it the configured digest hour (or later) today, local time?"""
+    from zoneinfo import ZoneInfo
+
+    local = (now or rt.clock.now()).astimezone(ZoneInfo(rt.config.delivery.timezone))
+    return local.hour >= rt.config.delivery.digest_hour
+
+
 def send_digests(rt: Runtime, now: datetime | None = None) -> int:
     """Queue today's digests; returns how many. One transaction."""
     now = now or rt.clock.now()
