@@ -391,3 +391,23 @@ def test_a_confirmation_is_used_once_even_by_racing_transactions(engine: Engine,
         assert use_confirmation(first, row_id, clock.now()) is True
     with rt.sessions() as second, second.begin():
         assert use_confirmation(second, row_id, clock.now()) is False
+
+
+def test_preferences_decide_now_or_digest() -> None:
+    from storage.members import wants_digest, wants_now
+
+    def member_with(**preferences: Any) -> Member:
+        return Member(email="x@example.nl", ward="empel", preferences=preferences)
+
+    everything = member_with()
+    assert wants_now(everything, "theft", "normal") and not wants_digest(everything, "normal", "theft")
+    urgent_only = member_with(urgent_only=True)
+    assert wants_now(urgent_only, "fire", "urgent") and not wants_now(urgent_only, "fire", "normal")
+    assert not wants_digest(urgent_only, "normal", "fire")
+    picky = member_with(categories=["burglary", "missing_person"])
+    assert wants_now(picky, "burglary", "normal") and not wants_now(picky, "theft", "low")
+    assert wants_now(picky, "theft", "urgent")  # urgent always goes out at once
+    daily = member_with(digest=True, categories=["burglary"])
+    assert not wants_now(daily, "burglary", "normal") and wants_digest(daily, "normal", "burglary")
+    assert not wants_digest(daily, "normal", "theft") and wants_now(daily, "theft", "urgent")
+    assert not wants_digest(daily, "urgent", "burglary")
