@@ -289,6 +289,13 @@ class _Line:
         return self.decision is not None and _only_punctuation(self.rest)
 
 
+# "No problem", "Nee, geen bezwaar": a no-word that agrees.
+_AGREEING_NO = re.compile(
+    r"^(?:(?:geen|no|not\s+a|niet\s+echt\s+een)\s+)?(?:probleem|problem|problemo|bezwaar|bezwaren|objections?"
+    r"|worries|issue|issues|punt|prob)\b", re.IGNORECASE)
+# Words around a partner name that do not change what it says ("Nee, alleen naar de politie").
+_FILLER = frozenset({"alleen", "wel", "naar", "de", "het", "maar", "enkel", "only", "to", "the", "but", "just"})
+
 # Words that turn an approval into a conditional one ("Akkoord, maar zonder het huisnummer").
 _CONDITION = re.compile(r"\b(?:maar|behalve|zonder|alleen|mits|tenzij|but|except|without|only|unless|if)\b",
                         re.IGNORECASE)
@@ -397,6 +404,8 @@ class _Parser:
             self._after_approve(body)
         elif head.decision == "reject":
             self._conflict(_Line.of(head.rest))  # "Nee, akkoord" says two things
+            self._idiom(head)
+            self._reject_to_partner(head)
             self._after_reject(head, body)
         else:
             self._after_edit(head, body)
@@ -429,9 +438,37 @@ class _Parser:
             self.problem(self.first_word, "twee verschillende besluiten", "two decisions")
 
     def _approve_line(self, head: _Line) -> None:
-        """ "Ja, prima" approves; "Ja, nee" or "Akkoord, maar zonder huisnummer" is asked about."""
+        """ "Ja, prima" approves; "Ja, nee", "Akkoord, maar zonder huisnummer" or "OK en politie" is asked about."""
         self._conflict(_Line.of(head.rest))
-        self._condition(f"{head.written} {head.rest}")
+        if not self._instruction_on_decision_line(head):
+            self._condition(f"{head.written} {head.rest}")
+
+    def _instruction_on_decision_line(self, head: _Line) -> bool:
+        """WIJK/POLITIE must be on a line of their own; on the decision line they are asked about, not guessed."""
+        words = [fold(word) for word in re.findall(r"[^\W\d_]+", head.rest)]
+        named = next((word for word in words if word in WARD_WORDS or word in PARTNER_WORDS), None)
+        if named is None:
+            return False
+        self.problem(self.first_word, f"zet {named.upper()} op een eigen regel onder {head.written.upper()}",
+                     f"put {named.upper()} on a line of its own below {head.written.upper()}")
+        return True
+
+    def _reject_to_partner(self, head: _Line) -> None:
+        """ "Nee, alleen politie" may mean "not the ward, but the police": asked about, not guessed."""
+        words = [fold(word) for word in re.findall(r"[^\W\d_]+", head.rest)]
+        partners = [word for word in words if word in PARTNER_WORDS]
+        if partners and all(word in PARTNER_WORDS or word in LIST_JOINERS or word in _FILLER for word in words):
+            self.problem(self.first_word,
+                         f"bedoelt u {partners[0].upper()} zonder de wijk? Zet dan {head.written.upper()} "
+                         f"en {partners[0].upper()} elk op een eigen regel",
+                         f"do you mean {partners[0].upper()} but not the ward? Then put {head.written.upper()} "
+                         f"and {partners[0].upper()} each on a line of its own")
+
+    def _idiom(self, head: _Line) -> None:
+        """ "No problem", "Nee, geen bezwaar" start with a no-word but agree: asked about, never a rejection."""
+        if _AGREEING_NO.match(head.rest):
+            self.problem(self.first_word, f"'{head.written} {head.rest[:60]}' is niet duidelijk: AKKOORD of AFWIJZEN?",
+                         f"'{head.written} {head.rest[:60]}' is unclear: APPROVE or REJECT?")
 
     def _condition(self, said: str) -> None:
         if _CONDITION.search(said):
@@ -471,6 +508,15 @@ class _Parser:
         self.result.reason = " ".join(reason).strip() or None
 
     def _after_edit(self, head: _Line, body: list[_Line]) -> None:
+        same_line = _Line.of(head.rest)
+        if same_line.is_instruction:
+            # "WIJZIG WIJK Empel" changes the wards, not the text: never publish "WIJK Empel" as the alert.
+            self.instruction(same_line)
+            self.problem(head.word, f"{head.written.upper()} is voor een nieuwe tekst; zet "
+                                    f"{same_line.written.upper()} op een eigen regel onder AKKOORD",
+                         f"{head.written.upper()} is for a new text; put {same_line.written.upper()} "
+                         "on a line of its own below APPROVE")
+            return
         kept = [head.rest] if head.rest else []
         for line in body:
             if line.is_instruction:

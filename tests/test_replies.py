@@ -370,3 +370,38 @@ def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
 )
 def test_an_approval_with_a_condition_or_a_contradiction_is_asked_about(text: str, problem: str) -> None:
     assert parse_reply(text).problems == [problem]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("akkoord, graag ook naar wijk Empel", "zet WIJK op een eigen regel onder AKKOORD"),
+     ("Akkoord en politie", "zet POLITIE op een eigen regel onder AKKOORD"),
+     ("Yes, police only", "put POLICE on a line of its own below YES")],
+)
+def test_ward_or_partner_on_the_approval_line_is_asked_about_not_ignored(text: str, problem: str) -> None:
+    command = parse_reply(text)
+    assert command.problems == [problem] and command.wards == [] and command.partners == []
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("No problem, I'll check", "'No problem, I'll check' is unclear: APPROVE or REJECT?"),
+     ("Nee, geen bezwaar", "'Nee geen bezwaar' is niet duidelijk: AKKOORD of AFWIJZEN?"),
+     ("Nee, alleen politie", "bedoelt u POLITIE zonder de wijk? Zet dan NEE en POLITIE elk op een eigen regel"),
+     ("No, police only", "do you mean POLICE but not the ward? Then put NO and POLICE each on a line of its own")],
+)
+def test_a_no_that_may_mean_something_else_is_asked_about(text: str, problem: str) -> None:
+    assert parse_reply(text).problems == [problem]
+
+
+def test_a_reason_that_mentions_the_police_is_just_a_reason() -> None:
+    command = parse_reply("Nee, politie is al gebeld")
+    assert (command.decision, command.reason, command.partners, command.problems) == (
+        "reject", "politie is al gebeld", [], [])
+
+
+def test_edit_followed_by_a_ward_never_becomes_the_alert_text() -> None:
+    command = parse_reply("WIJZIG WIJK Empel")
+    assert command.edited_text is None and command.wards == ["Empel"]
+    assert command.problems == ["WIJZIG is voor een nieuwe tekst; zet WIJK op een eigen regel onder AKKOORD"]
+    assert parse_reply("WIJZIG: Politie zoekt getuigen").edited_text == "Politie zoekt getuigen"
