@@ -58,6 +58,12 @@ def _member_command(rt: Runtime, session: Session, message: Message, mail: Parse
     handle_command(rt, session, message, mail, cls)
 
 
+def _resolved(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> None:
+    from relay.followups import handle_resolved
+
+    handle_resolved(rt, session, message, mail, cls)
+
+
 def _bounce(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> None:
     from relay.delivery.bounces import handle_bounce
 
@@ -75,6 +81,8 @@ def choose_handler(cls: Classification, command: str | None) -> tuple[str, Handl
     if cls.kind == "command":
         if command == "decision":
             return "processed", _decision
+        if command == "resolved":
+            return "processed", _resolved
         if command in MEMBER_COMMANDS:
             return "processed", _member_command
         return "held", _hold  # a command we cannot place: a coordinator looks

@@ -174,6 +174,8 @@ class Alert(Base):
     created_at: Mapped[datetime]
     fanned_out_at: Mapped[datetime | None]  # all outbox rows exist
     completed_at: Mapped[datetime | None]  # no pending rows left
+    # A follow-up (AFGEROND) threads to the alert with this tag, copy by copy.
+    thread_tag: Mapped[str | None] = mapped_column(String(64))
 
 
 class Delivery(Base):

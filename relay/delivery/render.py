@@ -103,6 +103,7 @@ class AlertRenderer:
             f"To: {formataddr(('', compose.header_safe(member.email, limit=320)))}\r\n"
             f"Message-ID: {copy_message_id(self._config, self._alert, member.id)}\r\n"
             f"List-Unsubscribe: <mailto:{unsubscribe_address(self._config, member)}?subject=AFMELDEN>\r\n"
+            f"{self._thread_lines(member)}"
         )
         unsubscribe = unsubscribe_address(self._config, member).encode("ascii")
         raw = b"".join((
@@ -110,6 +111,14 @@ class AlertRenderer:
             prepared.body_before, unsubscribe, prepared.body_after,
         ))
         return RenderedAlert(verp_sender(self._config, delivery_id), member.email, raw)
+
+    def _thread_lines(self, member: Member) -> str:
+        """A follow-up answers the member's own copy of the original alert."""
+        tag = self._alert.thread_tag
+        if not tag:
+            return ""
+        original = f"<alert-{tag}.{member.id}@{self._config.network.domain}>"
+        return f"In-Reply-To: {original}\r\nReferences: {original}\r\n"
 
     # -- once per (ward, language) -----------------------------------------
 
