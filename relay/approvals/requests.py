@@ -86,7 +86,7 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
         partners=[],
         token_hash=placeholder_hash(),
         created_at=now,
-        warnings=warnings_for(rt, mail, cls, kind),
+        warnings=warnings_for(rt, mail, cls, sender),
         alert_id=alert.id if alert is not None and kind == "reply_to_alert" else None,
         proposed_recipient=alert.original_sender if alert is not None and kind == "reply_to_alert" else None,
         **timers_for(rt.config, cls.urgency or "normal", now),
@@ -123,11 +123,11 @@ def timers_for(config: Config, urgency: str, now: datetime) -> dict[str, datetim
     }
 
 
-def warnings_for(rt: Runtime, mail: ParsedMail, cls: Classification, kind: str) -> list[dict[str, str]]:
+def warnings_for(rt: Runtime, mail: ParsedMail, cls: Classification, sender: str | None) -> list[dict[str, str]]:
     """What the coordinator should look at twice (the rules' safeguards, and ours)."""
     warnings: list[dict[str, str]] = []
-    if kind == "unknown_sender":
-        warnings.append({"kind": "unknown_sender", "evidence": sender_of(None, mail) or ""})
+    if cls.source == "unknown":
+        warnings.append({"kind": "unknown_sender", "evidence": sender or ""})
     if mail.too_large or mail.defects:
         warnings.append({"kind": "unreadable", "evidence": "; ".join(mail.defects[:3])})
     guard = _safeguards(rt)
