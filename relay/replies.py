@@ -296,6 +296,12 @@ _AGREEING_NO = re.compile(
 # Words around a partner name that do not change what it says ("Nee, alleen naar de politie").
 _FILLER = frozenset({"alleen", "wel", "naar", "de", "het", "maar", "enkel", "only", "to", "the", "but", "just"})
 
+# Words that make "OK" an acknowledgement rather than a decision ("Ok, ik kijk er morgen naar").
+_DEFERRAL = re.compile(
+    r"\b(?:kijk|kijken|bekijk|bekijken|nakijken|uitzoeken|later|morgen|straks|vanavond|navragen|overleg|overleggen"
+    r"|check|checking|look|looking|tomorrow|tonight|get\s+back|will\s+see|let\s+you\s+know)\b",
+    re.IGNORECASE,
+)
 # Words that turn an approval into a conditional one ("Akkoord, maar zonder het huisnummer").
 _CONDITION = re.compile(r"\b(?:maar|behalve|zonder|alleen|mits|tenzij|but|except|without|only|unless|if)\b",
                         re.IGNORECASE)
@@ -471,7 +477,11 @@ class _Parser:
                          f"'{head.written} {head.rest[:60]}' is unclear: APPROVE or REJECT?")
 
     def _condition(self, said: str) -> None:
-        if _CONDITION.search(said):
+        if _DEFERRAL.search(said):
+            said = said.strip()[:80]
+            self.problem(self.first_word, f"'{said}' is nog geen besluit: AKKOORD of AFWIJZEN?",
+                         f"'{said}' is not a decision yet: APPROVE or REJECT?")
+        elif _CONDITION.search(said):
             said = said.strip()[:80]
             self.problem(self.first_word, f"'{said}' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst",
                          f"'{said}' approves with a condition; send EDIT with the new text")

@@ -405,3 +405,14 @@ def test_edit_followed_by_a_ward_never_becomes_the_alert_text() -> None:
     assert command.edited_text is None and command.wards == ["Empel"]
     assert command.problems == ["WIJZIG is voor een nieuwe tekst; zet WIJK op een eigen regel onder AKKOORD"]
     assert parse_reply("WIJZIG: Politie zoekt getuigen").edited_text == "Politie zoekt getuigen"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("Ok, ik kijk er morgen naar", "'Ok ik kijk er morgen naar' is nog geen besluit: AKKOORD of AFWIJZEN?"),
+     ("OK\nik overleg even met de wijkagent",
+      "'ik overleg even met de wijkagent' is nog geen besluit: AKKOORD of AFWIJZEN?"),
+     ("Yes, I'll check tomorrow", "'Yes I'll check tomorrow' is not a decision yet: APPROVE or REJECT?")],
+)
+def test_an_ok_that_only_acknowledges_is_asked_about(text: str, problem: str) -> None:
+    assert parse_reply(text).problems == [problem]
