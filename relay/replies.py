@@ -307,6 +307,14 @@ _CONDITION = re.compile(r"\b(?:maar|behalve|zonder|alleen|mits|tenzij|but|except
                         re.IGNORECASE)
 
 
+_ENGLISH_HINTS = frozenset({"i", "ill", "im", "the", "you", "will", "please", "thanks", "thank", "check", "tomorrow",
+                            "ahead", "but", "only", "this", "that", "with", "for", "just", "later", "first"})
+
+
+def _english(text: str) -> bool:
+    return any(word in _ENGLISH_HINTS for word in re.findall(r"[a-z]+", fold(text).replace("'", "")))
+
+
 def _dutch(word: str) -> bool:
     return word not in ENGLISH_WORDS
 
@@ -403,7 +411,8 @@ class _Parser:
             self._no_decision(head, self.lines[index + 1 :])
             return self.result
         self.result.decision = head.decision
-        self.first_word = head.word
+        # The first word sets the language of the problems; "OK" is both, so its line decides.
+        self.first_word = "yes" if head.word == "ok" and _english(head.rest) else head.word
         body = self.lines[index + 1 :]
         if head.decision == "approve":
             self._approve_line(head)
@@ -447,7 +456,7 @@ class _Parser:
         """ "Ja, prima" approves; "Ja, nee", "Akkoord, maar zonder huisnummer" or "OK en politie" is asked about."""
         self._conflict(_Line.of(head.rest))
         if not self._instruction_on_decision_line(head):
-            self._condition(f"{head.written} {head.rest}")
+            self._condition(head.text)
 
     def _instruction_on_decision_line(self, head: _Line) -> bool:
         """WIJK/POLITIE must be on a line of their own; on the decision line they are asked about, not guessed."""
@@ -473,8 +482,9 @@ class _Parser:
     def _idiom(self, head: _Line) -> None:
         """ "No problem", "Nee, geen bezwaar" start with a no-word but agree: asked about, never a rejection."""
         if _AGREEING_NO.match(head.rest):
-            self.problem(self.first_word, f"'{head.written} {head.rest[:60]}' is niet duidelijk: AKKOORD of AFWIJZEN?",
-                         f"'{head.written} {head.rest[:60]}' is unclear: APPROVE or REJECT?")
+            said = head.text.strip()[:80]
+            self.problem(self.first_word, f"'{said}' is niet duidelijk: AKKOORD of AFWIJZEN?",
+                         f"'{said}' is unclear: APPROVE or REJECT?")
 
     def _condition(self, said: str) -> None:
         if _DEFERRAL.search(said):

@@ -361,7 +361,7 @@ def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [("Akkoord, maar zonder het huisnummer",
-      "'Akkoord maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
+      "'Akkoord, maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
      ("Yes but only for Empel", "'Yes but only for Empel' approves with a condition; send EDIT with the new text"),
      ("AKKOORD\nWIJK Empel\nmaar zonder het huisnummer",
       "'maar zonder het huisnummer' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"),
@@ -386,7 +386,7 @@ def test_ward_or_partner_on_the_approval_line_is_asked_about_not_ignored(text: s
 @pytest.mark.parametrize(
     ("text", "problem"),
     [("No problem, I'll check", "'No problem, I'll check' is unclear: APPROVE or REJECT?"),
-     ("Nee, geen bezwaar", "'Nee geen bezwaar' is niet duidelijk: AKKOORD of AFWIJZEN?"),
+     ("Nee, geen bezwaar", "'Nee, geen bezwaar' is niet duidelijk: AKKOORD of AFWIJZEN?"),
      ("Nee, alleen politie", "bedoelt u POLITIE zonder de wijk? Zet dan NEE en POLITIE elk op een eigen regel"),
      ("No, police only", "do you mean POLICE but not the ward? Then put NO and POLICE each on a line of its own")],
 )
@@ -409,10 +409,17 @@ def test_edit_followed_by_a_ward_never_becomes_the_alert_text() -> None:
 
 @pytest.mark.parametrize(
     ("text", "problem"),
-    [("Ok, ik kijk er morgen naar", "'Ok ik kijk er morgen naar' is nog geen besluit: AKKOORD of AFWIJZEN?"),
+    [("Ok, ik kijk er morgen naar", "'Ok, ik kijk er morgen naar' is nog geen besluit: AKKOORD of AFWIJZEN?"),
      ("OK\nik overleg even met de wijkagent",
       "'ik overleg even met de wijkagent' is nog geen besluit: AKKOORD of AFWIJZEN?"),
-     ("Yes, I'll check tomorrow", "'Yes I'll check tomorrow' is not a decision yet: APPROVE or REJECT?")],
+     ("Yes, I'll check tomorrow", "'Yes, I'll check tomorrow' is not a decision yet: APPROVE or REJECT?")],
 )
 def test_an_ok_that_only_acknowledges_is_asked_about(text: str, problem: str) -> None:
     assert parse_reply(text).problems == [problem]
+
+
+def test_problems_after_ok_are_in_the_language_of_its_line() -> None:
+    assert parse_reply("Ok, but only Empel").problems == [
+        "'Ok, but only Empel' approves with a condition; send EDIT with the new text"]
+    assert parse_reply("Ok, maar alleen Empel").problems == [
+        "'Ok, maar alleen Empel' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"]
