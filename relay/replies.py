@@ -37,6 +37,8 @@ ENGLISH_WORDS = frozenset({"approve", "yes", "reject", "no", "edit", "ward", "wa
 # A reply's own words are short; what lies beyond this is a long quote (and would only cost time).
 MAX_REPLY_CHARS = 200_000
 ALL_COMMAND_WORDS = frozenset(DECISION_WORDS) | WARD_WORDS | frozenset(PARTNER_WORDS)
+# A sign-off is looked for this many lines up from the end of an edited text (closing + name + contact lines).
+SIGN_OFF_LINES = 8
 LIST_JOINERS = frozenset({"en", "and", "&", "+"})
 
 # ---------------------------------------------------------------- recognising quotes and signatures
@@ -551,8 +553,11 @@ class _Parser:
 
 
 def _without_closing(lines: list[str]) -> list[str]:
-    """Without a sign-off ("Met groet,\\nAnna") in the last short paragraph."""
-    for index in range(len(lines) - 1, max(-1, len(lines) - 4), -1):
+    """Without a sign-off ("Met groet,\\nAnna\\nCoördinator\\n06-...") in the last paragraph.
+
+    The lines under the sign-off (name, role, phone, address) would otherwise be published with the alert.
+    """
+    for index in range(len(lines) - 1, max(-1, len(lines) - SIGN_OFF_LINES - 1), -1):
         if not lines[index].strip():
             break
         if _CLOSING.match(lines[index]):

@@ -423,3 +423,9 @@ def test_problems_after_ok_are_in_the_language_of_its_line() -> None:
         "'Ok, but only Empel' approves with a condition; send EDIT with the new text"]
     assert parse_reply("Ok, maar alleen Empel").problems == [
         "'Ok, maar alleen Empel' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"]
+
+
+def test_edit_text_ends_at_a_sign_off_with_name_role_and_phone() -> None:
+    text = ("WIJZIG\nLet op: inbraak in een schuur aan de Marathonloop.\nSluit uw schuur af.\n\n"
+            "Met vriendelijke groet,\nAnna de Vries\nCoördinator Maaspoort\n06-12345678\nanna@example.net")
+    assert parse_reply(text).edited_text == "Let op: inbraak in een schuur aan de Marathonloop.\nSluit uw schuur af."
