@@ -220,6 +220,10 @@ class ApprovalConfig(_Section):
     refuse_failed_authentication: bool = True
     # Acknowledge residents' reports (with the 112 reminder).
     acknowledge_reports: bool = True
+    # Reports this close in time, of the same category and ward, and at least
+    # this alike (0..1, trigram cosine) are merged into one item; 0 minutes: never.
+    merge_window_minutes: int = Field(default=120, ge=0)
+    merge_similarity: float = Field(default=0.38, gt=0, le=1)
 
 
 class DeliveryConfig(_Section):

@@ -26,7 +26,10 @@ from storage.queue import alert_by_tag, alerts_by_message_ids
 log = logging.getLogger("binrelay.followups")
 
 _COPY_ID = re.compile(r"<?alert-([a-z2-7]{16})\.\d+@", re.IGNORECASE)
-SUBJECT_PREFIX = {"nl": "Afgerond", "en": "Resolved"}
+SUBJECT_PREFIX = {
+    "resolved": {"nl": "Afgerond", "en": "Resolved"},
+    "update": {"nl": "Update", "en": "Update"},
+}
 
 
 def handle_resolved(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
@@ -81,9 +84,9 @@ def closing_text(mail: ParsedMail) -> str:
 
 
 def publish_followup(rt: Runtime, session: Session, alert: Alert, text: str, *, decided_by: str,
-                     now: datetime) -> Alert:
+                     now: datetime, label: str = "resolved") -> Alert:
     """A new alert threaded to ``alert``, for every member who received it."""
-    language = rt.config.network.language
+    prefix = SUBJECT_PREFIX[label].get(rt.config.network.language, SUBJECT_PREFIX[label]["nl"])
     follow_up = Alert(
         queue_item_id=None,
         wards=list(alert.wards or []),
@@ -92,7 +95,7 @@ def publish_followup(rt: Runtime, session: Session, alert: Alert, text: str, *, 
         original_sender=alert.original_sender,
         category=alert.category,
         urgency="normal",
-        subject=f"{SUBJECT_PREFIX.get(language, 'Afgerond')}: {alert.subject}",
+        subject=f"{prefix}: {alert.subject}",
         body=text,
         attachments=[],
         tag=new_token(),

@@ -20,6 +20,7 @@ from relay.approvals import texts
 from relay.approvals.decide import Decision, decide, decision_context
 from relay.approvals.requests import may_decide, sender_of
 from relay.config import Config
+from relay.merging import head_of
 from relay.mime import ParsedMail, auto_reply_reason, loop_reason
 from relay.runtime import Runtime
 from relay.tokens import looks_like_token, token_hash
@@ -43,7 +44,7 @@ def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMa
     now = rt.clock.now()
     sender = sender_of(message, mail) or ""
     token = reply_token(mail, cls, rt.config.network.address)
-    item = item_by_token_hash(session, token_hash(token)) if token else None
+    item = head_of(session, item_by_token_hash(session, token_hash(token)) if token else None)
     refusal = refusal_reason(rt.config, mail, sender, item, now)
     if refusal == "used" and item is not None and may_decide(rt.config, sender, item):
         answer_already_decided(rt, session, message, mail, sender, item, now)

@@ -92,6 +92,8 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
               now: datetime) -> None:
     if decision.outcome == "reject":
         answer_reporter(rt, session, item, now)
+    elif item.kind == "update" and decision.outcome == "approve":
+        publish_update(rt, session, item, actor=actor, now=now)
     elif item.kind == "reply_to_alert" and decision.outcome == "approve":
         from relay.delivery.alerts import forward_reply
 
@@ -102,6 +104,20 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
         # Partner-only: target_wards is [], so the alert reaches the partners and no member.
         alert = publish_alert(rt, session, item, decided_by=actor, now=now)
         log.info("queue item %s published as alert %s", item.id, getattr(alert, "id", None))
+
+
+def publish_update(rt: Runtime, session: Session, item: QueueItem, *, actor: str, now: datetime) -> None:
+    """An approved update goes to everyone who received the alert, threaded to it."""
+    from relay.followups import publish_followup
+    from storage.models import Alert
+
+    alert = session.get(Alert, item.alert_id) if item.alert_id is not None else None
+    if alert is None:
+        log.error("queue item %s: update without its alert; nothing sent", item.id)
+        return
+    message = item.message
+    text = item.edited_text or ((message.body_text or "") if message is not None else "")
+    publish_followup(rt, session, alert, text, decided_by=actor, now=now, label="update")
 
 
 def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> None:

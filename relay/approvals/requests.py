@@ -18,6 +18,7 @@ from relay import compose
 from relay.approvals import texts
 from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.config import Config
+from relay.merging import Duplicate, find_duplicate, group_of
 from relay.mime import ParsedMail
 from relay.runtime import Runtime
 from storage import audit
@@ -74,6 +75,9 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     alert = find_alert(session, mail, rt.config.network.address)
     sender = sender_of(message, mail)
     kind = item_kind(cls, alert, sender)
+    duplicate = find_duplicate(rt.config, session, message, cls, kind, now)
+    if duplicate is not None:
+        return hold_duplicate(rt, session, message, mail, cls, duplicate, now)
     wards = sorted(cls.wards or []) or (sorted(alert.wards or []) if alert and kind == "reply_to_alert" else [])
     item = add_item(
         session,
@@ -99,6 +103,44 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     )
     if sender and _acknowledge(rt.config, cls, kind, sender):
         acknowledge(rt, session, message, mail, sender, now)
+    return item
+
+
+def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification,
+                   duplicate: Duplicate, now: datetime) -> QueueItem:
+    """Join a pending item (one decision for the group), or propose an update to a sent alert."""
+    head = duplicate.head
+    sent = duplicate.already_sent
+    kind = "update" if sent else ("unknown_sender" if cls.source == "unknown" else "report")
+    item = add_item(
+        session,
+        message_id=message.id,
+        kind=kind,
+        source=cls.source,
+        category=cls.category,
+        urgency=cls.urgency or "normal",
+        proposed_wards=list(head.target_wards or head.proposed_wards or []),
+        partners=[],
+        token_hash=placeholder_hash(),
+        created_at=now,
+        warnings=warnings_for(rt, mail, cls, "report"),
+        alert_id=head.alert_id if sent else None,
+        merged_into_id=None if sent else head.id,
+        **timers_for(rt.config, cls.urgency or "normal", now),
+    )
+    if sent:
+        item.warnings = [*item.warnings, {"kind": "update", "evidence": f"#{head.id}",
+                                          "score": round(duplicate.score, 2)}]
+    else:
+        item.status = "merged"
+    token = issue_token(rt.config, item)
+    shown = item if sent else head
+    recipients = send_request(rt, session, shown, token, now=now)
+    audit.record(
+        session, at=now, actor="system", action="update_proposed" if sent else "merged",
+        queue_item_id=item.id, message_id=message.id, into=head.id, score=round(duplicate.score, 2),
+        asked=len(recipients),
+    )
     return item
 
 
@@ -221,6 +263,10 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
             for a in (mail.attachments if mail else [])
         ],
         "alert_subject": alert.subject if alert else None,
+        "merged": [
+            texts.trim_text(_text_of(child.message, _mail_of(child.message, config)), MAX_REQUEST_TEXT, language)
+            for child in group_of(session, item)
+        ],
         "recipient": item.proposed_recipient,
         "expires": texts.local_time(item.expires_at),
         "received": texts.local_time(item.created_at),
