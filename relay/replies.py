@@ -367,10 +367,10 @@ def near_command(word: str) -> str | None:
             if _squeezed(word) == _squeezed(command):
                 return command
             continue
-        if len(word) < len(command) - (1 if len(command) >= 6 else 0):
+        if len(word) < len(command) - (2 if len(command) >= 7 else 1 if len(command) >= 6 else 0):
             continue  # "wij" is a word, not a slip of "wijk"
         limit = 2 if len(command) >= 7 else 1
-        if word.startswith(command) or _damerau(word, command, limit) <= limit:
+        if (word.startswith(command) and len(word) <= len(command) + 3) or _damerau(word, command, limit) <= limit:
             return command
     return None
 

@@ -157,7 +157,9 @@ def test_edit_text_without_ward_and_police_lines() -> None:
      ("Oké", "onbekend woord 'Oké' (bedoelt u OK?)"),
      ("jaaa", "onbekend woord 'jaaa' (bedoelt u JA?)"),
      ("AFWIJZN", "onbekend woord 'AFWIJZN' (bedoelt u AFWIJZEN?)"),
-     ("Wjizig\nnieuwe tekst", "onbekend woord 'Wjizig' (bedoelt u WIJZIG?)")],
+     ("Wjizig\nnieuwe tekst", "onbekend woord 'Wjizig' (bedoelt u WIJZIG?)"),
+     ("Akord", "onbekend woord 'Akord' (bedoelt u AKKOORD?)"),
+     ("Rejected", "unknown word 'Rejected' (did you mean REJECT?)")],
 )
 def test_typos_are_problems_not_decisions(text: str, problem: str) -> None:
     command = parse_reply(text)
@@ -178,7 +180,7 @@ def test_same_decision_twice_is_fine() -> None:
 
 
 @pytest.mark.parametrize("text", ["misschien morgen", "Dank je, ik kijk ernaar", "Wij bellen even", "Op zich prima",
-                                  "Nou, lastig", ""])
+                                  "Nou, lastig", "", "Wijkagent weet het al", "Politieagent belt u"])
 def test_free_text_has_no_decision_and_no_false_alarm(text: str) -> None:
     command = parse_reply(text)
     assert command.decision is None and command.problems == [] and command.partners == []
