@@ -545,7 +545,7 @@ class _Parser:
                 self.instruction(line)
             else:
                 kept.append(line.text)
-        kept = _without_closing(_strip_edges(kept))
+        kept = _without_contact_block(_without_closing(_strip_edges(kept)))
         self.result.edited_text = "\n".join(kept) if kept else None
         if self.result.edited_text is None:
             self.problem(head.word, f"{head.written.upper()} zonder nieuwe tekst",
@@ -562,6 +562,29 @@ def _without_closing(lines: list[str]) -> list[str]:
             break
         if _CLOSING.match(lines[index]):
             return _strip_edges(lines[:index])
+    return lines
+
+
+_NAME_LINE = re.compile(r"^\s*[^\W\d_][^\W\d_.'’-]*(?:[\s.'’-]+[^\W\d_]+){0,3}\.?\s*$")
+_CONTACT_LINE = re.compile(
+    r"^\s*(?:(?:tel|telefoon|phone|mobiel|mobile|m|t|e|e-?mail)\.?\s*:?\s*)?"
+    r"(?:\+?[\d][\d\s()./-]{7,}\d|[^\s@]+@[^\s@]+\.[a-z]{2,})\s*$",
+    re.IGNORECASE,
+)
+
+
+def _without_contact_block(lines: list[str]) -> list[str]:
+    """Without a last paragraph that is a signature without sign-off ("Anna de Vries\\n06-12345678").
+
+    Only a short paragraph that starts with a name and holds a bare phone number or address is taken for
+    one: the coordinator's contact details must not reach every member.
+    """
+    blank = max((index for index, line in enumerate(lines) if not line.strip()), default=-1)
+    block = lines[blank + 1 :]
+    if blank < 1 or not block or len(block) > SIGN_OFF_LINES:
+        return lines
+    if _NAME_LINE.match(block[0]) and any(_CONTACT_LINE.match(line) for line in block[1:]):
+        return _strip_edges(lines[:blank])
     return lines
 
 

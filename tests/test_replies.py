@@ -431,3 +431,11 @@ def test_edit_text_ends_at_a_sign_off_with_name_role_and_phone() -> None:
     text = ("WIJZIG\nLet op: inbraak in een schuur aan de Marathonloop.\nSluit uw schuur af.\n\n"
             "Met vriendelijke groet,\nAnna de Vries\nCoördinator Maaspoort\n06-12345678\nanna@example.net")
     assert parse_reply(text).edited_text == "Let op: inbraak in een schuur aan de Marathonloop.\nSluit uw schuur af."
+
+
+def test_edit_text_ends_before_a_name_and_phone_without_sign_off() -> None:
+    text = "WIJZIG\nLet op: inbraak.\n\nAnna de Vries\nCoördinator Maaspoort\n06-12345678"
+    assert parse_reply(text).edited_text == "Let op: inbraak."
+    # A phone number that belongs to the alert stays.
+    kept = "WIJZIG\nLet op: inbraak.\n\nHeeft u iets gezien? Bel de politie:\n0900-8844"
+    assert parse_reply(kept).edited_text == "Let op: inbraak.\n\nHeeft u iets gezien? Bel de politie:\n0900-8844"
