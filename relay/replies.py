@@ -313,8 +313,12 @@ _ENGLISH_HINTS = frozenset({"i", "ill", "im", "the", "you", "will", "please", "t
                             "ahead", "but", "only", "this", "that", "with", "for", "just", "later", "first"})
 
 
+def _folded_words(text: str) -> list[str]:
+    return [fold(word) for word in re.findall(r"[^\W\d_]+", text.replace("'", "").replace("’", ""))]
+
+
 def _english(text: str) -> bool:
-    return any(word in _ENGLISH_HINTS for word in re.findall(r"[a-z]+", fold(text).replace("'", "")))
+    return any(word in _ENGLISH_HINTS for word in _folded_words(text))
 
 
 def _dutch(word: str) -> bool:
@@ -462,7 +466,7 @@ class _Parser:
 
     def _instruction_on_decision_line(self, head: _Line) -> bool:
         """WIJK/POLITIE must be on a line of their own; on the decision line they are asked about, not guessed."""
-        words = [fold(word) for word in re.findall(r"[^\W\d_]+", head.rest)]
+        words = _folded_words(head.rest)
         named = next((word for word in words if word in WARD_WORDS or word in PARTNER_WORDS), None)
         if named is None:
             return False
@@ -472,7 +476,7 @@ class _Parser:
 
     def _reject_to_partner(self, head: _Line) -> None:
         """ "Nee, alleen politie" may mean "not the ward, but the police": asked about, not guessed."""
-        words = [fold(word) for word in re.findall(r"[^\W\d_]+", head.rest)]
+        words = _folded_words(head.rest)
         partners = [word for word in words if word in PARTNER_WORDS]
         if partners and all(word in PARTNER_WORDS or word in LIST_JOINERS or word in _FILLER for word in words):
             self.problem(self.first_word,
