@@ -289,6 +289,9 @@ class Classifier:
         if found.wards:
             explanation.extend(found.explanation)
             return found.wards
+        if source == "municipality":
+            explanation.append("every ward: the municipality names no place, so it speaks to the whole city")
+            return list(self.places.all_wards)
         home = self._home_ward(source, sender, members)
         if home is not None:
             explanation.append(f"ward {home}: the text names no place; the sender's own ward")

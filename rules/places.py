@@ -53,6 +53,10 @@ class PlaceFinder:
             matcher.add(phrase, True, Place("*", "city-wide", phrase))
         self._matcher = matcher.finish()
 
+    @property
+    def all_wards(self) -> list[str]:
+        return list(self._all)
+
     def resolve_name(self, name: str) -> str | None:
         """A ward slug for a written name, alias or slug (case- and accent-insensitive)."""
         return self._names.get(fold(name.strip()))

@@ -20,6 +20,12 @@ _FORWARD_MARKERS = re.compile(
     r"\s*-{2,}|begin (doorgestuurd|forwarded) (bericht|message)\s*:?)\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
+# The same markers without capturing groups, to split a forward into its parts.
+_FORWARD_SPLIT = re.compile(
+    r"^\s*(?:-{2,}\s*(?:forwarded message|doorgestuurd bericht|original message|oorspronkelijk bericht)"
+    r"\s*-{2,}|begin (?:doorgestuurd|forwarded) (?:bericht|message)\s*:?)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 # Where the quoted earlier message starts in a reply.
 _QUOTE_STARTS = [
     re.compile(r"^\s*op .{4,120}(schreef|geschreven|wrote)\b.{0,160}:\s*$", re.IGNORECASE),
@@ -68,8 +74,7 @@ def own_text(body: str, subject: str, disclaimer_starts: Sequence[str]) -> str:
     text = (body or "").replace("\r\n", "\n").replace("\r", "\n")
     starts = tuple(fold(s) for s in disclaimer_starts)
     if is_forward(subject, text):
-        segments = _FORWARD_MARKERS.split(text)
-        parts = [segment for segment in segments[::3] if segment is not None]
+        parts = _FORWARD_SPLIT.split(text)
         kept = [_clean_lines(_unwrap_forward(part.split("\n")), starts) for part in parts]
         return "\n".join(part for part in kept if part).strip()
     return _clean_lines(_cut_reply_quote(text.split("\n")), starts)
