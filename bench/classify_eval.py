@@ -145,6 +145,46 @@ def print_mismatches(evaluation: Evaluation) -> None:
                   f"  got={json.dumps(outcome.got.get(name))}")
 
 
+def print_safeguards(corpus: Path) -> None:
+    """Safeguard warnings on residents' reports: how often a clean report is flagged.
+
+    ``safeguards.jsonl`` lists the reports that really contain an address, a
+    plate, a phone number, a photo or an appearance description; every other
+    resident's report is clean and should raise no warning (target: at most 2%).
+    """
+    from rules import load_rules
+    from rules.safeguards import RESIDENT_SOURCES, AttachmentInfo, Safeguards
+    from rules.text import own_text
+
+    config = load_config(corpus / "config.toml")
+    rules = load_rules(config.rules.path)
+    guard = Safeguards(streets=[street for ward in config.wards for street in ward.streets])
+    expected = {row["file"]: set(row["safeguards"]) for row in read_labels(corpus / "safeguards.jsonl")}
+    clean = flagged_clean = labelled = found = 0
+    false_alarms: list[str] = []
+    for label in read_labels(corpus / "labels.jsonl"):
+        if label["kind"] != "report" or label["source"] not in RESIDENT_SOURCES:
+            continue
+        mail = parse_mail((corpus / "eml" / label["file"]).read_bytes(), config.limits.max_message_bytes)
+        text = f"{mail.subject}\n{own_text(mail.text, mail.subject, rules.disclaimer_starts)}"
+        attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
+        kinds = {finding.kind for finding in guard.check(text, label["source"], attachments)}
+        wanted = expected.get(label["file"], set())
+        if wanted:
+            labelled += 1
+            found += wanted <= kinds
+        else:
+            clean += 1
+            if kinds:
+                flagged_clean += 1
+                false_alarms.append(f"{label['file']} ({', '.join(sorted(kinds))})")
+    print("\nsafeguards on residents' reports:")
+    print(f"  clean reports flagged: {percent(flagged_clean, clean)}  (target: at most 2%)")
+    print(f"  reports with sensitive content caught: {percent(found, labelled)}")
+    for line in false_alarms:
+        print(f"    false alarm: {line}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "tests" / "corpus")
@@ -156,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labelled but missing: {', '.join(evaluation.missing)}")
     print_accuracy(evaluation)
     print_confusion(evaluation)
+    if (args.corpus / "safeguards.jsonl").exists():
+        print_safeguards(args.corpus)
     if args.verbose:
         print_mismatches(evaluation)
     return 0
