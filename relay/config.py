@@ -282,6 +282,14 @@ class TemplatesConfig(_Section):
     directory: Path | None = None
 
 
+class AdviceConfig(_Section):
+    # The standing advice at the end of every alert; set your country's numbers.
+    emergency: str = "112"
+    police: str = "0900-8844"
+    anonymous_name: str = "Meld Misdaad Anoniem"
+    anonymous: str = "0800-7000"
+
+
 class LmtpConfig(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -303,6 +311,7 @@ class Config(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     lmtp: LmtpConfig = Field(default_factory=LmtpConfig)
+    advice: AdviceConfig = Field(default_factory=AdviceConfig)
 
     # Where the file was read from (not a TOML key): for messages and relative paths.
     source_path: Path | None = Field(default=None, exclude=True)

@@ -53,7 +53,7 @@ class Templates:
     def render(self, name: str, language: str | None = None, **context: Any) -> RenderedText:
         language = language if language in ("nl", "en") else self._config.network.language
         template = self._env.get_template(f"{language}/{name}.txt.j2")
-        text = template.render(network=self._config.network, **context)
+        text = template.render(network=self._config.network, advice=self._config.advice, **context)
         return split_subject(text, f"{language}/{name}.txt.j2")
 
 

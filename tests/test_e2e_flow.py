@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import getaddresses
+from pathlib import Path
 
 import pytest
 
+from relay.clock import FrozenClock
+from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.stack import LoopbackStack, compose, reply
-from tests.e2e import ANNA, BERT, EMPEL, KEES, MAASPOORT, POLICE, only, text_of
+from tests.e2e import ANNA, BERT, EMPEL, KEES, MAASPOORT, POLICE, make_stack, only, text_of
 
 pytestmark = pytest.mark.dovecot
 
@@ -171,3 +174,18 @@ def test_auto_replies_and_loops_are_never_answered(stack: LoopbackStack) -> None
     ))
     stack.run_once()
     assert stack.sink.messages == []
+
+
+def test_every_alert_ends_with_the_configured_standing_advice(
+    tmp_path: Path, dovecot_server: PrivateDovecot, clock: FrozenClock
+) -> None:
+    advice = {"emergency": "112", "police": "101", "anonymous_name": "Child Focus", "anonymous": "116 000"}
+    belgian = make_stack(tmp_path, dovecot_server, clock, config={"advice": advice})
+    try:
+        police_alert(belgian)
+        approve(belgian, ANNA)
+        body = text_of(only(belgian.sent_to(MAASPOORT[0])))
+        assert "bel 112" in body and "Geen spoed: 101." in body and "Child Focus 116 000" in body
+        assert "0900-8844" not in body.split("--")[-1]
+    finally:
+        belgian.stop()
