@@ -79,21 +79,11 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     if duplicate is not None:
         return hold_duplicate(rt, session, message, mail, cls, duplicate, now)
     wards = sorted(cls.wards or []) or (sorted(alert.wards or []) if alert and kind == "reply_to_alert" else [])
-    item = add_item(
-        session,
-        message_id=message.id,
-        kind=kind,
-        source=cls.source,
-        category=cls.category,
-        urgency=cls.urgency or "normal",
-        proposed_wards=wards,
-        partners=[],
-        token_hash=placeholder_hash(),
-        created_at=now,
-        warnings=warnings_for(rt, mail, cls, sender),
-        alert_id=alert.id if alert is not None and kind == "reply_to_alert" else None,
-        proposed_recipient=alert.original_sender if alert is not None and kind == "reply_to_alert" else None,
-        **timers_for(rt.config, cls.urgency or "normal", now),
+    linked = alert is not None and kind == "reply_to_alert"
+    item = new_item(
+        rt, session, message, mail, cls, kind=kind, wards=wards, sender=sender, now=now,
+        alert_id=alert.id if linked and alert is not None else None,
+        proposed_recipient=alert.original_sender if linked and alert is not None else None,
     )
     token = issue_token(rt.config, item)
     recipients = send_request(rt, session, item, token, now=now)
@@ -106,27 +96,36 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     return item
 
 
-def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification,
-                   duplicate: Duplicate, now: datetime) -> QueueItem:
-    """Join a pending item (one decision for the group), or propose an update to a sent alert."""
-    head = duplicate.head
-    sent = duplicate.already_sent
-    kind = "update" if sent else ("unknown_sender" if cls.source == "unknown" else "report")
-    item = add_item(
+def new_item(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification, *,
+             kind: str, wards: list[str], sender: str | None, now: datetime, **links: Any) -> QueueItem:
+    """A pending queue item for ``message`` with its timers and warnings (token issued by the caller)."""
+    return add_item(
         session,
         message_id=message.id,
         kind=kind,
         source=cls.source,
         category=cls.category,
         urgency=cls.urgency or "normal",
-        proposed_wards=list(head.target_wards or head.proposed_wards or []),
+        proposed_wards=wards,
         partners=[],
         token_hash=placeholder_hash(),
         created_at=now,
-        warnings=warnings_for(rt, mail, cls, "report"),
-        alert_id=head.alert_id if sent else None,
-        merged_into_id=None if sent else head.id,
+        warnings=warnings_for(rt, mail, cls, sender),
+        **links,
         **timers_for(rt.config, cls.urgency or "normal", now),
+    )
+
+
+def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification,
+                   duplicate: Duplicate, now: datetime) -> QueueItem:
+    """Join a pending item (one decision for the group), or propose an update to a sent alert."""
+    head = duplicate.head
+    sent = duplicate.already_sent
+    kind = "update" if sent else ("unknown_sender" if cls.source == "unknown" else "report")
+    item = new_item(
+        rt, session, message, mail, cls, kind=kind, wards=list(head.target_wards or head.proposed_wards or []),
+        sender=sender_of(message, mail), now=now,
+        alert_id=head.alert_id if sent else None, merged_into_id=None if sent else head.id,
     )
     if sent:
         item.warnings = [*item.warnings, {"kind": "update", "evidence": f"#{head.id}",
