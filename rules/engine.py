@@ -16,7 +16,7 @@ from relay.config import Config
 from relay.mime import ParsedMail, auto_reply_reason, loop_reason
 from rules.addresses import Tag, find_tag
 from rules.loader import RuleSet, Term
-from rules.matcher import TermMatcher, word_around
+from rules.matcher import Hit, TermMatcher, word_around
 from rules.places import PlaceFinder
 from rules.text import clean_subject, fold, own_text
 
@@ -247,7 +247,7 @@ class Classifier:
         for zone, factor, original in (("subject", subject_factor, subject), ("body", 1.0, text)):
             folded = fold(original)
             seen: set[tuple[str, str]] = set()
-            for hit in self._categories.find(folded):
+            for hit in _longest_per_category(list(self._categories.find(folded))):
                 category, term, against = hit.payload
                 if (category, term.text) in seen:
                     continue
@@ -348,6 +348,25 @@ class Classifier:
             return "urgent"
         explanation.append("urgency normal: something that happened")
         return "normal"
+
+
+def _longest_per_category(hits: list[Hit[tuple[str, Term, bool]]]) -> list[Hit[tuple[str, Term, bool]]]:
+    """One word counts once: 'ingebroken' is not also 'ingebro', 'geforceerd' not also 'forceerd'.
+
+    Per category, a hit inside a longer one is dropped (a sort and one sweep:
+    linear enough for a megabyte of repeated keywords)."""
+    kept = []
+    ordered = sorted(hits, key=lambda h: (h.payload[0], h.payload[2], h.start, -h.end))
+    group: tuple[str, bool] | None = None
+    reach = -1
+    for hit in ordered:
+        key = (hit.payload[0], hit.payload[2])
+        if key != group:
+            group, reach = key, -1
+        if hit.end > reach:
+            kept.append(hit)
+            reach = hit.end
+    return kept
 
 
 def _first_line(text: str) -> str:
