@@ -216,6 +216,9 @@ class ApprovalConfig(_Section):
     # or file. Without one, tokens are random (secrets) and stored hashed.
     token_key_env: str | None = "BINRELAY_TOKEN_KEY"
     token_key_file: Path | None = None
+    # Without a configured key, create one in a 0600 file next to the SQLite
+    # database (or in the state directory), so reminders repeat the same token.
+    token_key_auto: bool = True
     # Refuse decisions whose Authentication-Results say dmarc=fail or spf=fail.
     refuse_failed_authentication: bool = True
     # Acknowledge residents' reports (with the 112 reminder).

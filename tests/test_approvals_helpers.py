@@ -50,7 +50,8 @@ def config_dict(**overrides: Any) -> dict[str, Any]:
             {"kind": "municipality", "name": "Gemeente 's-Hertogenbosch", "domains": ["s-hertogenbosch.nl"]},
         ],
         # Many tests hold look-alike reports on purpose: no merging here (see test_merging.py).
-        "approval": {"token_key_env": "BINRELAY_TEST_NO_SUCH_KEY", "merge_window_minutes": 0},
+        "approval": {"token_key_env": "BINRELAY_TEST_NO_SUCH_KEY", "token_key_auto": False,
+                     "merge_window_minutes": 0},
     }
     for section, values in overrides.items():
         data[section] = {**data.get(section, {}), **values}

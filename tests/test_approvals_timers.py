@@ -144,6 +144,23 @@ def test_without_a_key_a_reminder_renews_the_token(engine: Engine, clock: Frozen
     assert refusal == [{"reason": "unknown_token", "answered": True}]
 
 
+def test_a_generated_key_keeps_the_token_across_reminders(
+    engine: Engine, clock: FrozenClock, tmp_path: Path
+) -> None:
+    config = parse_config(config_dict(
+        database={"url": f"sqlite:///{tmp_path / 'binrelay.db'}"}, approval={"token_key_auto": True},
+    ))
+    rt = make_runtime(engine, clock, config)
+    hold_message(rt, report())
+    first = token_of(rt.sessions)
+    clock.advance(hours=4)
+    run_due(rt)
+    assert token_of(rt.sessions, purpose="approval_reminder") == first  # the original request still works
+    key_file = tmp_path / "binrelay-token.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(key_file.read_text().strip()) == 64
+
+
 def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 

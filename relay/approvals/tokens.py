@@ -3,8 +3,11 @@
 A reminder or escalation must repeat the item's token, yet the database keeps
 only its hash. With a token key (``approval.token_key_env`` / ``token_key_file``,
 never in the database) the token is an HMAC of the item's id and creation
-time, so it can be derived again. Without a key the token is random and a
-reminder issues a fresh one (the earlier request's token then stops working).
+time, so it can be derived again. When none is configured, binrelay makes
+one itself (``approval.token_key_auto``): 32 random bytes in a 0600 file next
+to the SQLite database, or in the service's state directory. Only with no key
+at all is the token random, and a reminder then issues a fresh one (the
+earlier request's token stops working).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import base64
 import hashlib
 import hmac
 import os
+import secrets
 from datetime import UTC
+from pathlib import Path
 
 from relay.config import Config
 from relay.tokens import new_token, token_hash
@@ -28,8 +33,40 @@ def token_key(config: Config) -> bytes | None:
         return key or None
     if approval.token_key_env:
         value = os.environ.get(approval.token_key_env, "").strip()
-        return value.encode() or None
-    return None
+        if value:
+            return value.encode()
+    return local_key(config) if approval.token_key_auto else None
+
+
+def local_key_path(config: Config) -> Path:
+    """Beside the SQLite file; else systemd's state directory, else the user's."""
+    url = config.database.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///")).parent / "binrelay-token.key"
+    state = os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME")
+    base = Path(state.split(":")[0]) if state else Path.home() / ".local" / "state"
+    return (base if os.environ.get("STATE_DIRECTORY") else base / "binrelay") / "binrelay-token.key"
+
+
+def local_key(config: Config) -> bytes | None:
+    """Read the generated key, creating it once (two processes racing both end with the same file)."""
+    path = local_key_path(config)
+    try:
+        return path.read_bytes().strip() or None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip() or None
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_bytes().strip() or None
 
 
 def derive_token(key: bytes, item: QueueItem) -> str:
