@@ -457,11 +457,11 @@ def test_a_flood_ends_the_pass_and_the_wait_returns_at_once(
         if source._backlog:
             started = time.monotonic()
             source.wait_for_mail(10.0, threading.Event())
-            assert time.monotonic() - started < 0.1
+            assert time.monotonic() - started < 2.0  # at once, not the 10 s of an IDLE (room for a loaded machine)
     finally:
         stop.set()
         flooder.join(timeout=30)
-    ingest_until(source, lambda: folder_count(account) == 0, 30)
+    ingest_until(source, lambda: folder_count(account) == 0, 120)
     raws = stored_raws(sessions)
     assert len(raws) == len(set(raws))
     source.close()
