@@ -41,9 +41,12 @@ RESIDENT_REPORT = (
 )
 
 
-def run_demo(keep: bool, out: TextIO) -> int:
+def run_demo(keep: Path | None, out: TextIO) -> int:
+    """The narrated demo; with ``keep`` its configuration and database stay in that folder."""
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="binrelay-demo-"))
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="binrelay-demo-"))
     say = _Narrator(out)
     try:
         with LoopbackStack(workdir) as stack:
@@ -52,8 +55,8 @@ def run_demo(keep: bool, out: TextIO) -> int:
         out.write(f"binrelay demo needs Dovecot: {error}\n")
         return 1
     finally:
-        if keep:
-            out.write(f"\nEverything is kept in {workdir} (binrelay.toml, binrelay.db).\n")
+        if keep is not None:
+            out.write(f"\nThe configuration and database are kept in {workdir} (binrelay.toml, binrelay.db).\n")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     say.line(f"\nDone in {time.monotonic() - started:.1f} s.")
