@@ -20,7 +20,7 @@ from relay.runtime import Runtime
 from relay.tokens import new_token
 from rules.addresses import find_tag
 from storage import audit
-from storage.models import Alert, Classification, Delivery, Message
+from storage.models import Alert, Classification, Delivery, Message, QueueItem
 from storage.queue import alert_by_tag, alerts_by_message_ids
 
 log = logging.getLogger("binrelay.followups")
@@ -39,12 +39,31 @@ def handle_resolved(rt: Runtime, session: Session, message: Message, mail: Parse
 
     alert = alert_answered(session, mail, rt.config.network.address)
     sender = (message.from_address or "").lower()
+    if alert is not None and cls.source in ("police", "municipality"):
+        propose_closing(rt, session, message, mail, cls, alert)  # the partner, through the coordinators
+        return
     if alert is None or not may_close(rt, alert, sender):
         hold(rt, session, message, mail, cls)  # a coordinator looks at it like any message
         return
     text = closing_text(mail)
     follow_up = publish_followup(rt, session, alert, text, decided_by=sender, now=rt.clock.now())
     log.info("alert %s closed by %s: follow-up alert %s", alert.id, sender, follow_up.id)
+
+
+def propose_closing(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
+                    cls: Classification, alert: Alert) -> None:
+    """A partner's AFGEROND becomes an update for the coordinators to pass on, threaded."""
+    from relay.approvals.requests import new_item, send_request
+    from relay.approvals.tokens import issue_token
+
+    now = rt.clock.now()
+    item = new_item(rt, session, message, mail, cls, kind="update", wards=list(alert.wards or []),
+                    sender=message.from_address, now=now, alert_id=alert.id)
+    item.edited_text = closing_text(mail) or None
+    item.warnings = [*item.warnings, {"kind": "update", "evidence": alert.subject}]
+    send_request(rt, session, item, issue_token(rt.config, item), now=now)
+    audit.record(session, at=now, actor=(message.from_address or "?").lower(), action="closing_proposed",
+                 queue_item_id=item.id, message_id=message.id, alert_id=alert.id)
 
 
 def alert_answered(session: Session, mail: ParsedMail, network_address: str) -> Alert | None:
@@ -60,7 +79,23 @@ def alert_answered(session: Session, mail: ParsedMail, network_address: str) -> 
         if copy is not None and (alert := alert_by_tag(session, copy.group(1))) is not None:
             return alert
     found = alerts_by_message_ids(session, references)
-    return found[0] if found else None
+    return found[0] if found else alert_of_original(session, references)
+
+
+def alert_of_original(session: Session, references: list[str]) -> Alert | None:
+    """The alert made from a message a partner now answers (their own earlier mail)."""
+    ids = [reference.strip() for reference in references if reference.strip()]
+    ids += [f"<{i.strip('<>')}>" for i in ids] + [i.strip("<>") for i in ids]
+    if not ids:
+        return None
+    query = (
+        select(Alert)
+        .join(QueueItem, QueueItem.id == Alert.queue_item_id)
+        .join(Message, Message.id == QueueItem.message_id)
+        .where(Message.message_id.in_(sorted(set(ids))), Alert.thread_tag.is_(None))
+        .order_by(Alert.id.desc())
+    )
+    return session.scalars(query).first()
 
 
 def may_close(rt: Runtime, alert: Alert, sender: str) -> bool:

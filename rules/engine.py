@@ -212,6 +212,10 @@ class Classifier:
                 return "command", "resolved", first_line[len(word):].strip(" :-") or None
             explanation.append(f"kind report: a reply to a forwarded alert ({tag.where})")
             return "report", None, None
+        word = self._resolved_word(first_line)
+        if word is not None and source in AUTHORITATIVE_SOURCES and (mail.in_reply_to or mail.references):
+            explanation.append(f"kind command: resolved ('{word}' in reply to an earlier message)")
+            return "command", "resolved", first_line[len(word):].strip(" :-") or None
         for where, line in (("subject", clean_subject(mail.subject)), ("first line", first_line)):
             found = self._member_command(line)
             if found is not None:

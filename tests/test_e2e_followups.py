@@ -53,3 +53,29 @@ def test_a_member_cannot_close_an_alert(stack: LoopbackStack) -> None:
     assert stack.sent_to(MAASPOORT[0]) == []
     assert stack.sent_to(MAASPOORT[2]) == []
     assert stack.approval_requests(ANNA)
+
+
+def test_the_police_close_their_appeal_through_the_coordinator(stack: LoopbackStack) -> None:
+    original = compose(sender=POLICE, subject=APPEAL[0], body=APPEAL[1])
+    stack.mail_in(original)
+    stack.run_once()
+    stack.mail_in(reply(stack.approval_requests(ANNA)[-1], sender=ANNA, text="AKKOORD"))
+    stack.run_once()
+    copy = only(stack.sent_to(MAASPOORT[0]))
+    stack.sink.clear()
+
+    from relay.devservers.stack import parse
+
+    closing = reply(parse(original), sender=POLICE, text="AFGEROND De vermiste man is gevonden, bedankt!")
+    stack.mail_in(closing)
+    stack.run_once()
+    assert all(stack.sent_to(member) == [] for member in MAASPOORT)  # nothing before the coordinator decides
+    request = only(stack.approval_requests(ANNA))
+    assert "De vermiste man is gevonden" in text_of(request)
+
+    stack.sink.clear()
+    stack.mail_in(reply(request, sender=ANNA, text="AKKOORD"))
+    stack.run_once()
+    update = only(stack.sent_to(MAASPOORT[0]))
+    assert "De vermiste man is gevonden" in text_of(update)
+    assert str(update["In-Reply-To"]) == str(copy["Message-ID"])
