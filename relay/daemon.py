@@ -166,14 +166,18 @@ class Daemon:
         scheduler = BackgroundScheduler(timezone="UTC")
         schedule_approvals(scheduler, self.runtime)
         scheduler.add_job(
-            self._guarded(self._purge), "interval", hours=24, id="retention",
-            coalesce=True, max_instances=1, next_run_time=None,
+            self._guarded(self._purge), "cron", hour=3, minute=17, id="retention",
+            coalesce=True, max_instances=1,
         )
         scheduler.add_job(
             self._guarded(self._digests), "cron", minute=0, id="digests",
             coalesce=True, max_instances=1,
         )
-        # Reminders and retention enqueue mail: let delivery pick it up at once.
+        scheduler.add_job(
+            self._guarded(self._monthly_report), "cron", day=1, hour=8, id="monthly_report",
+            coalesce=True, max_instances=1,
+        )
+        # Reminders, digests and reports enqueue mail: let delivery pick it up at once.
         scheduler.add_job(self._kick_delivery, "interval", seconds=30, id="kick", coalesce=True)
         scheduler.start()
         return scheduler
@@ -184,6 +188,12 @@ class Daemon:
         assert self.runtime is not None
         if digest_due(self.runtime):
             send_digests(self.runtime)  # at most one per member per day, however often called
+
+    def _monthly_report(self) -> None:
+        from relay.report import send_monthly
+
+        assert self.runtime is not None
+        send_monthly(self.runtime)
 
     def _purge(self) -> None:
         from relay.retention import purge

@@ -155,12 +155,12 @@ def _ward_lines(numbers: WardNumbers, nl: bool) -> list[str]:
     return [
         f"  {'ontvangen per bron' if nl else 'received by source'}: {sources}",
         f"  {'per categorie' if nl else 'by category'}: {categories}",
-        f"  {'goedgekeurd' if nl else 'approved'} {outcomes['approved']}, "
+        (f"  {'goedgekeurd' if nl else 'approved'} {outcomes['approved']}, "
         f"{'afgewezen' if nl else 'rejected'} {outcomes['rejected']}, "
-        f"{'verlopen' if nl else 'expired'} {outcomes['expired']}",
+        f"{'verlopen' if nl else 'expired'} {outcomes['expired']}"),
         f"  {'tijd tot besluit (mediaan / p90)' if nl else 'time to decision (median / p90)'}: {timing}",
-        f"  {'leden' if nl else 'members'}: +{numbers.members['joined']} "
-        f"-{numbers.members['left']} ({'uitgeschakeld' if nl else 'disabled'} {numbers.members['disabled']})",
+        (f"  {'leden' if nl else 'members'}: +{numbers.members['joined']} "
+        f"-{numbers.members['left']} ({'uitgeschakeld' if nl else 'disabled'} {numbers.members['disabled']})"),
     ]
 
 
