@@ -67,6 +67,7 @@ have_dovecot() {
 missing_packages() {
     local python
     have_dovecot || echo dovecot-imapd
+    command -v systemd-analyze >/dev/null 2>&1 || echo systemd   # for `systemd-analyze verify` of the unit
     have_postgres || echo postgresql
     if venv_ok; then
         return 0
@@ -181,7 +182,7 @@ main() {
         test)
             install_all
             cd "$ROOT"
-            export BINRELAY_REQUIRE_POSTGRES=1 BINRELAY_REQUIRE_DOVECOT=1
+            export BINRELAY_REQUIRE_POSTGRES=1 BINRELAY_REQUIRE_DOVECOT=1 BINRELAY_REQUIRE_SYSTEMD=1
             exec "$VENV/bin/python" -m pytest "$@"
             ;;
         -h | --help | help)
