@@ -397,8 +397,8 @@ def _refuse_unknown_slugs(config: Config, file: str) -> None:
 
 
 def _refuse_missing_source(config: Config, file: str) -> None:
-    if config.imap is None and config.maildir is None:
-        raise ConfigError(file, "imap", "required section is missing (or give [maildir])")
+    if config.imap is None and config.maildir is None and not config.lmtp.enabled:
+        raise ConfigError(file, "imap", "required section is missing (or give [maildir], or enable [lmtp])")
 
 
 def _refuse_inline_passwords(data: dict[str, Any], file: str) -> None:

@@ -25,6 +25,7 @@ from relay import sdnotify
 from relay.clock import Clock, SystemClock
 from relay.config import Config, load_config
 from relay.ingest import Ingestor
+from relay.lmtp import LmtpServer
 from relay.pipeline import route_pending
 from relay.runtime import Runtime
 from relay.sources import MailSource
@@ -53,6 +54,7 @@ class Daemon:
     engine: Engine | None = None
     runtime: Runtime | None = None
     sources: list[MailSource] = field(default_factory=list)
+    ingestor: Ingestor | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     wake_event: threading.Event = field(default_factory=threading.Event)
     reload_requested: bool = False
@@ -64,6 +66,7 @@ class Daemon:
         migrate(self.engine)
         self.runtime = build_runtime(config, self.engine, self.clock)
         ingestor = Ingestor(self.runtime.sessions, self.clock, config.limits.max_message_bytes)
+        self.ingestor = ingestor
         self.sources = build_sources(self.runtime, ingestor)
         return self.runtime
 
@@ -106,6 +109,7 @@ class Daemon:
         scheduler = self._start_scheduler()
         delivery = threading.Thread(target=self._delivery_loop, name="delivery", daemon=True)
         delivery.start()
+        lmtp = self._start_lmtp()
         ready = False
         try:
             while not self.stop_event.is_set():
@@ -131,6 +135,8 @@ class Daemon:
             delivery.join(timeout=30)
             for source in self.sources:
                 source.close()
+            if lmtp is not None:
+                lmtp.stop()
 
     def _wait_for_mail(self) -> None:
         self.wake_event.clear()
@@ -139,6 +145,16 @@ class Daemon:
             self.sources[0].wait_for_mail(timeout, self.wake_event)
         else:
             self.wake_event.wait(timeout)
+
+    def _start_lmtp(self) -> LmtpServer | None:
+        """The optional LMTP listener (store before 250); new mail wakes the main loop."""
+        assert self.runtime is not None
+        if not self.runtime.config.lmtp.enabled:
+            return None
+        from relay.lmtp import start_lmtp
+
+        assert self.ingestor is not None
+        return start_lmtp(self.runtime.config.lmtp, self.ingestor, arrived=self.wake_event)
 
     # -- delivery thread ----------------------------------------------------
     _delivery_kick: threading.Event = field(default_factory=threading.Event)

@@ -171,7 +171,7 @@ def test_no_mail_source(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         '[imap]\nhost = "127.0.0.1"\nusername = "bin@example.org"\npassword_env = "X_IMAP"\n', ""
     )
-    assert error_of(tmp_path, text) == "FILE: imap: required section is missing (or give [maildir])"
+    assert error_of(tmp_path, text) == "FILE: imap: required section is missing (or give [maildir], or enable [lmtp])"
 
 
 def test_ssl_and_starttls_together(tmp_path: Path) -> None:
