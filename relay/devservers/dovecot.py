@@ -32,6 +32,8 @@ from typing import Self
 
 from imapclient import IMAPClient
 
+from relay.devservers.files import tail
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 PORT_ATTEMPTS = 3
@@ -217,13 +219,7 @@ class PrivateDovecot:
         return root if folder.upper() == "INBOX" else root / f".{folder}"
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.workdir is None:
-            return ""
-        try:
-            text = (self.workdir / "dovecot.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.workdir / "dovecot.log" if self.workdir is not None else None, lines)
 
     def __enter__(self) -> Self:
         return self.start()

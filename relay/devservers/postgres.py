@@ -30,6 +30,8 @@ from typing import Self, TypedDict
 
 import psycopg
 
+from relay.devservers.files import tail
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
@@ -225,13 +227,7 @@ class PrivatePostgres:
         self.port = None
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.workdir is None:
-            return ""
-        try:
-            text = (self.workdir / "server.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.workdir / "server.log" if self.workdir is not None else None, lines)
 
     def __enter__(self) -> Self:
         return self.start()
