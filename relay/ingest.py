@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import parseaddr
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.clock import Clock
-from storage.messages import insert_message, message_id_by_dedup_key
+from storage.messages import insert_message, insert_messages, message_id_by_dedup_key
 
 log = logging.getLogger("binrelay.ingest")
 
@@ -138,6 +139,39 @@ class Ingestor:
                 return StoreResult(False, existing)
         log.debug("stored message %s from %s (%d bytes)", new_id, origin, len(raw))
         return StoreResult(True, new_id)
+
+    def store_many(self, items: list[tuple[bytes, str | None]], *, origin: str) -> list[StoreResult]:
+        """Commit several messages in one transaction and, usually, one INSERT.
+
+        Nothing is committed, and so nothing may leave the inbox, until all are.
+        When the group holds a duplicate (after a crash or a UIDVALIDITY
+        change), it is stored again one by one, each in a savepoint.
+        """
+        rows = [self._prepared(raw, origin, origin_ref) for raw, origin_ref in items]
+        with self.sessions() as session:
+            try:
+                ids = insert_messages(session, rows)
+                session.commit()
+                return [StoreResult(True, new_id) for new_id in ids]
+            except IntegrityError:
+                session.rollback()
+            results = [self._insert_or_find(session, row) for row in rows]
+            session.commit()
+        return results
+
+    def _prepared(self, raw: bytes, origin: str, origin_ref: str | None) -> dict[str, Any]:
+        fields = header_fields(raw)
+        return self._row(raw, dedup_key(fields.message_id, raw), fields, origin, origin_ref)
+
+    def _insert_or_find(self, session: Session, row: dict[str, Any]) -> StoreResult:
+        try:
+            with session.begin_nested():
+                return StoreResult(True, insert_message(session, **row))
+        except IntegrityError:
+            existing = message_id_by_dedup_key(session, row["dedup_key"])
+            if existing is None:
+                raise
+            return StoreResult(False, existing)
 
     def _row(
         self, raw: bytes, key: str, fields: HeaderFields, origin: str, origin_ref: str | None

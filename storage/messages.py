@@ -27,9 +27,21 @@ def insert_message(session: Session, **values: Any) -> int:
     return int(new_id)
 
 
+def insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many rows in one statement (SQLAlchemy's insertmanyvalues); ids in row order.
+
+    Raises IntegrityError if any row is a duplicate: the caller then falls back to one by one.
+    """
+    if not rows:
+        return []
+    result = session.execute(_INSERT_MESSAGES, rows)
+    return [int(row[0]) for row in result.all()]
+
+
 # Built once: the compiled form is cached and only the parameters change.
 _MESSAGES = cast(Table, Message.__table__)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 
 
 def count_messages(session: Session) -> int:

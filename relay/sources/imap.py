@@ -235,7 +235,8 @@ class ImapSource:
         """Fetch and commit each message; returns the UIDs that were there (stored or known)."""
         assert self._client is not None
         response = self._client.fetch(uids, ["BODY.PEEK[]"])
-        present = []
+        present: list[int] = []
+        batch: list[tuple[bytes, str | None]] = []
         for uid in uids:
             raw = response.get(uid, {}).get(b"BODY[]")
             if raw is None:
@@ -244,11 +245,11 @@ class ImapSource:
                 log.info("%s: uid %s missing from FETCH; rechecking next pass", self.label, uid)
                 self._recheck_below_last = True
                 continue
-            result = self.ingestor.store(
-                bytes(raw), origin=self.origin, origin_ref=f"{self._uidvalidity}:{uid}"
-            )
-            self._stored += int(result.stored)
+            batch.append((bytes(raw), f"{self._uidvalidity}:{uid}"))
             present.append(uid)
+        # One commit for the group; only after it do these UIDs leave the inbox.
+        results = self.ingestor.store_many(batch, origin=self.origin) if batch else []
+        self._stored += sum(result.stored for result in results)
         return present
 
     def _move(self, uids: list[int]) -> None:
