@@ -80,9 +80,9 @@ class PlaceFinder:
             for slug, written in self._postcodes_in(original):
                 found.setdefault(slug, f"ward {slug}: postcode '{written}' in the {where}")
         for tag in _SUBJECT_TAG.findall(subject):
-            slug = self.resolve_name(tag)
-            if slug is not None:
-                found.setdefault(slug, f"ward {slug}: subject tag [{tag}]")
+            tagged = self.resolve_name(tag)
+            if tagged is not None:
+                found.setdefault(tagged, f"ward {tagged}: subject tag [{tag}]")
         if city_wide:
             return PlaceResult(list(self._all), [found["*"]], True)
         return PlaceResult(sorted(found), [found[s] for s in sorted(found)], False)
@@ -135,7 +135,7 @@ def city_wide_phrases(config: Config, rules: RuleSet) -> set[str]:
     name = fold(config.network.name)
     if name.startswith("bin "):
         cities.add(name[4:].strip())
-    phrases = set()
+    phrases: set[str] = set()
     for phrase in rules.city_wide:
         if "{city}" in phrase:
             phrases.update(phrase.replace("{city}", city) for city in cities)
