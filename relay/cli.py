@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILURE
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one clear line
+    except Exception as exc:
         log.debug("runtime failure", exc_info=True)
         print(f"binrelay: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

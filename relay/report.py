@@ -189,7 +189,9 @@ def render_chart(rt: Runtime, report: MonthReport, language: str) -> bytes:
     axes.set_title(f"{title} — {report.month}", fontsize=14)
     axes.set_ylabel("aantal" if language == "nl" else "count")
     axes.tick_params(axis="x", labelrotation=30, labelsize=10)
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     if categories:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     figure.tight_layout()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Runtime:
     config: Config
     sessions: sessionmaker[Session]
-    classifier: "Classifier"
+    classifier: Classifier
     templates: Templates
     clock: Clock = field(default_factory=SystemClock)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("binrelay"))

@@ -19,12 +19,16 @@ def count_message(session: Session, sender: str, window_start: datetime) -> int:
     a count.
     """
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(SenderWindow).values(sender=sender, window_start=window_start, count=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[SenderWindow.sender, SenderWindow.window_start],
-        set_={"count": SenderWindow.count + 1},
-    ).returning(SenderWindow.count)
-    return int(session.execute(statement).scalar_one())
+    upsert = (
+        insert(SenderWindow)
+        .values(sender=sender, window_start=window_start, count=1)
+        .on_conflict_do_update(
+            index_elements=[SenderWindow.sender, SenderWindow.window_start],
+            set_={"count": SenderWindow.count + 1},
+        )
+        .returning(SenderWindow.count)
+    )
+    return int(session.execute(upsert).scalar_one())
 
 
 def window(session: Session, sender: str, window_start: datetime) -> SenderWindow | None:

@@ -11,7 +11,10 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     engine = context.config.attributes.get("engine")
     if engine is None:  # the alembic command line, for developers
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("set sqlalchemy.url (or run `binrelay init`)")
+        engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,
