@@ -27,8 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mail.message import parse_mail
 from relay.config import load_config
-from relay.mime import parse_mail
+from relay.service.runtime import make_classifier
 
 FIELDS = ("source", "kind", "category", "wards", "urgency")
 REPORT_FIELDS = ("category", "wards", "urgency")
@@ -78,10 +79,9 @@ def read_labels(path: Path) -> list[dict[str, Any]]:
 
 
 def evaluate(corpus: Path) -> Evaluation:
-    from rules import Classifier, load_rules
 
     config = load_config(corpus / "config.toml")
-    classifier = Classifier(config, load_rules(config.rules.path))
+    classifier = make_classifier(config)
     members = read_members(corpus / "members.csv")
     evaluation = Evaluation()
     for label in read_labels(corpus / "labels.jsonl"):
@@ -152,9 +152,9 @@ def print_safeguards(corpus: Path) -> None:
     plate, a phone number, a photo or an appearance description; every other
     resident's report is clean and should raise no warning (target: at most 2%).
     """
+    from mail.quotes import own_text
     from rules import load_rules
     from rules.safeguards import RESIDENT_SOURCES, AttachmentInfo, Safeguards
-    from rules.text import own_text
 
     config = load_config(corpus / "config.toml")
     rules = load_rules(config.rules.path)

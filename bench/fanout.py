@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import select
 
-from relay.clock import SystemClock
 from relay.delivery.alerts import publish_alert
 from relay.delivery.render import AlertRenderer
 from relay.delivery.sender import deliver_pending
-from relay.runtime import Runtime
+from relay.service.clock import SystemClock
+from relay.service.runtime import Runtime
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Alert, Member
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.clock import SystemClock
 from relay.config import ImapConfig
 from relay.devservers.dovecot import PrivateDovecot
-from relay.ingest import Ingestor
-from relay.sources.imap import ImapSource
+from relay.ingest.imap import ImapSource
+from relay.ingest.store import Ingestor
+from relay.service.clock import SystemClock
 from storage.db import make_engine, migrate, session_factory
 from tests.mailgen import varied_messages
 

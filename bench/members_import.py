@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert
 
-from relay.clock import SystemClock
+from relay.cli.members import members_import
 from relay.config import Config, parse_config
-from relay.members_cli import members_import
-from relay.runtime import Runtime
-from relay.templating import Templates
-from relay.tokens import new_token
+from relay.service.clock import SystemClock
+from relay.service.runtime import Runtime
+from relay.service.templating import Templates
+from relay.service.tokens import new_token
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Member
 

@@ -11,8 +11,11 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rules.directory import Directory, Partner, Ward
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 POSTCODE_PATTERN = re.compile(r"^[1-9][0-9]{3}$")
@@ -250,8 +253,6 @@ class DeliveryConfig(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -341,6 +342,19 @@ class Config(_Section):
 
     def partner(self, kind: str) -> PartnerConfig | None:
         return next((partner for partner in self.partners if partner.kind == kind), None)
+
+    def directory(self) -> Directory:
+        """What the rules need to know of the network, as plain data."""
+        return Directory(
+            name=self.network.name,
+            address=self.network.address,
+            coordinators=tuple(self.network.coordinators),
+            wards=tuple(
+                Ward(w.slug, w.name, tuple(w.aliases), tuple(w.postcodes), tuple(w.streets), tuple(w.coordinators))
+                for w in self.wards
+            ),
+            partners=tuple(Partner(p.kind, p.name, tuple(p.domains), tuple(p.addresses)) for p in self.partners),
+        )
 
 
 def _key_path(location: tuple[int | str, ...]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from relay.mime import ParsedMail
+from mail.message import ParsedMail
 
 TAG_KINDS = {"": "approval", "c-": "confirm", "u-": "unsubscribe", "a-": "alert", "bounce-": "bounce"}
 _SUBJECT_MARKER = re.compile(r"\[BIN-(c-)?([A-Za-z2-7]{16})\]", re.IGNORECASE)

@@ -11,22 +11,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.bounce import detect_bounce
-from relay.config import Config
-from relay.mime import ParsedMail, auto_reply_reason, loop_reason
+from mail.message import ParsedMail
+from mail.quotes import new_text, own_text
+from mail.text import clean_subject, fold, is_reply_subject
 from rules.addresses import Tag, find_tag
+from rules.automatic import auto_reply_reason, loop_reason
+from rules.bounces import detect_bounce
+from rules.commands import CommandReader, first_line
+from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
-from rules.places import PlaceFinder
-from rules.text import clean_subject, fold, own_text
+from rules.places import Places
 
 MemberLookup = Callable[[str], str | None]
 
 PARTNER_KINDS = ("police", "municipality")
 AUTHORITATIVE_SOURCES = ("police", "municipality", "coordinator")
 _BULK_ONLY = re.compile(r"^header Precedence: (bulk|list)", re.IGNORECASE)
-_COMMAND_LINE_MAX = 60
-_REPLY = re.compile(r"^\s*(re|antw|aw|sv)\s*:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,14 @@ class _CueHit:
 class Classifier:
     """Built once per configuration and rule set; ``classify`` is pure."""
 
-    def __init__(self, config: Config, rules: RuleSet) -> None:
-        self.config = config
+    def __init__(self, directory: Directory, rules: RuleSet) -> None:
+        self.directory = directory
         self.rules = rules
-        self.network = config.network.address.lower()
-        self.places = PlaceFinder(config, rules)
+        self.network = directory.address.lower()
+        self.places = Places(directory, rules)
+        self.commands = CommandReader(rules)
         self._categories = self._category_matcher()
         self._cues = self._cue_matcher()
-        self._coordinator_wards = self._coordinator_map()
 
     # -- building -------------------------------------------------------------
     def _category_matcher(self) -> TermMatcher[tuple[str, Term, bool]]:
@@ -101,13 +102,6 @@ class Classifier:
                 matcher.add(term.text, term.whole_word, _CueHit(kind, term))
         return matcher.finish()
 
-    def _coordinator_map(self) -> dict[str, list[str]]:
-        wards: dict[str, list[str]] = {}
-        for ward in self.config.wards:
-            for address in ward.coordinators:
-                wards.setdefault(address, []).append(ward.slug)
-        return wards
-
     # -- classify -------------------------------------------------------------
     def classify(self, mail: ParsedMail, members: MemberLookup) -> Classification:
         explanation: list[str] = []
@@ -122,7 +116,7 @@ class Classifier:
         subject = clean_subject(mail.subject)
         text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
         # A reply's subject is the earlier message's: it counts less than its new text.
-        subject_factor = 1.0 if _REPLY.match(mail.subject or "") else 2.0
+        subject_factor = 1.0 if is_reply_subject(mail.subject) else 2.0
         category = self._category(subject, text, subject_factor, explanation)
         wards = self._wards(subject, text, source, sender, members, explanation)
         urgency = self._urgency(category, subject, text, explanation)
@@ -145,7 +139,7 @@ class Classifier:
         if sender is None:
             return "unknown", None
         domain = sender.rsplit("@", 1)[-1]
-        for partner in self.config.partners:
+        for partner in self.directory.partners:
             if sender in partner.addresses:
                 explanation.append(f"source {partner.kind}: address {sender} belongs to partner '{partner.name}'")
                 return partner.kind, partner.name
@@ -156,7 +150,7 @@ class Classifier:
                         f"'{partner.name}' ({partner_domain})"
                     )
                     return partner.kind, partner.name
-        if sender in self.config.network.coordinators or sender in self._coordinator_wards:
+        if self.directory.is_coordinator(sender):
             explanation.append(f"source coordinator: {sender} is a configured coordinator")
             return "coordinator", None
         if sender != self.network and members(sender):
@@ -204,46 +198,21 @@ class Classifier:
             command = {"approval": "decision", "confirm": "confirm", "unsubscribe": "unsubscribe"}[tag.kind]
             explanation.append(f"kind command: {command} ({tag.where})")
             return "command", command, None
-        first_line = _first_line(mail.text)
+        resolved = self.commands.resolved(first_line(new_text(mail.text or "")))
         if tag is not None and tag.kind == "alert":
-            word = self._resolved_word(first_line)
-            if word is not None and source in AUTHORITATIVE_SOURCES:
-                explanation.append(f"kind command: resolved ('{word}' in reply to an alert, {tag.where})")
-                return "command", "resolved", first_line[len(word):].strip(" :-") or None
+            if resolved is not None and source in AUTHORITATIVE_SOURCES:
+                explanation.append(f"kind command: resolved ('{resolved[0]}' in reply to an alert, {tag.where})")
+                return "command", "resolved", resolved[1] or None
             explanation.append(f"kind report: a reply to a forwarded alert ({tag.where})")
             return "report", None, None
-        word = self._resolved_word(first_line)
-        if word is not None and source in AUTHORITATIVE_SOURCES and (mail.in_reply_to or mail.references):
-            explanation.append(f"kind command: resolved ('{word}' in reply to an earlier message)")
-            return "command", "resolved", first_line[len(word):].strip(" :-") or None
-        for where, line in (("subject", clean_subject(mail.subject)), ("first line", first_line)):
-            found = self._member_command(line)
-            if found is not None:
-                command, argument = found
-                explanation.append(f"kind command: {command} ({where} '{line[:_COMMAND_LINE_MAX]}')")
-                return "command", command, argument
+        if resolved is not None and source in AUTHORITATIVE_SOURCES and (mail.in_reply_to or mail.references):
+            explanation.append(f"kind command: resolved ('{resolved[0]}' in reply to an earlier message)")
+            return "command", "resolved", resolved[1] or None
+        found = self.commands.read(mail)
+        if found is not None:
+            explanation.append(f"kind command: {found.command} ({found.where} '{found.word}')")
+            return "command", found.command, found.argument
         return "report", None, None
-
-    def _resolved_word(self, line: str) -> str | None:
-        folded = fold(line)
-        for word in self.rules.resolved_words:
-            if folded.startswith(word) and (len(folded) == len(word) or not folded[len(word)].isalnum()):
-                return line[: len(word)]
-        return None
-
-    def _member_command(self, line: str) -> tuple[str, str | None] | None:
-        folded = " ".join(fold(line).strip(" .!?:").split())
-        if not folded or len(folded) > _COMMAND_LINE_MAX:
-            return None
-        for command, words in self.rules.member_commands.items():
-            for word in sorted(words, key=len, reverse=True):
-                if folded == word:
-                    return command, (folded if command == "preferences" else None)
-                if folded.startswith(word + " ") and word not in self.rules.alone_commands:
-                    argument = " ".join(line.split())[len(word):].strip(" :.-")
-                    if len(argument.split()) <= 6:
-                        return command, (folded if command == "preferences" else argument)
-        return None
 
     # -- what about -------------------------------------------------------------
     def _category(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> str:
@@ -309,7 +278,7 @@ class Classifier:
         if source == "member":
             return members(sender)
         if source == "coordinator":
-            wards = self._coordinator_wards.get(sender, [])
+            wards = self.directory.coordinator_wards(sender)
             if len(wards) == 1:
                 return wards[0]
             return members(sender)
@@ -371,10 +340,3 @@ def _longest_per_category(hits: list[Hit[tuple[str, Term, bool]]]) -> list[Hit[t
             kept.append(hit)
             reach = hit.end
     return kept
-
-
-def _first_line(text: str) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""

@@ -13,11 +13,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mail.text import fold
+
 DEFAULTS = Path(__file__).with_name("defaults")
 CATEGORIES = ("burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
               "missing_person", "fire", "traffic", "info", "other")
 WEIGHTS = {"strong": 3.0, "terms": 2.0, "behaviour": 2.0, "weak": 1.0}
 URGENCIES = ("urgent", "normal", "low")
+COMMAND_LANGUAGES = {"nl": "nl", "en": "en", "any": None}
+MEMBER_COMMANDS = ("subscribe", "unsubscribe", "help", "urgent_only", "categories", "digest", "everything")
+
+# Every table and key a rule file may hold: a misspelt one is refused when the file is loaded.
+# "*" stands for any name (a category id, a street suffix); a value None for a key with a scalar or list.
+_LIST, _TABLE = "list", "table"
+SCHEMA: dict[str, Any] = {
+    "threshold": None, "priority": _LIST, "urgent_threshold": None, "city_wide": _LIST, "city_names": _LIST,
+    "ambiguous": _LIST, "disclaimer_starts": _LIST,
+    "category": {"*": {"label_nl": None, "label_en": None, "names_nl": _LIST, "names_en": _LIST,
+                       "strong": _LIST, "terms": _LIST, "behaviour": _LIST, "weak": _LIST, "against": _LIST,
+                       "not_in": _LIST, "min_points": None}},
+    "category_default": {"*": None},
+    "cues": {"urgent": _LIST, "strong": _LIST, "calm": _LIST, "low": _LIST},
+    "member_commands": {"*": {"nl": _LIST, "en": _LIST, "any": _LIST, "alone": None}},
+    "resolved": {"words": _LIST},
+    "auto_reply": {"subjects": _LIST},
+    "street_abbreviations": {"*": _LIST},
+}
 
 
 class RuleFileError(Exception):
@@ -38,11 +59,20 @@ class Term:
     source: str  # the rule it came from, e.g. "category.burglary.strong"
 
 
+@dataclass(frozen=True)
+class CommandWords:
+    words: dict[str | None, list[str]]  # language (None: both) -> folded words
+    alone: bool  # the whole line must be the command
+
+
 @dataclass
 class Category:
     id: str
     label_nl: str
     label_en: str
+    # What people write for it (a member's CATEGORIEEN, a coordinator's CATEGORIE); the first is shown.
+    names_nl: list[str] = field(default_factory=list)
+    names_en: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
     against: list[Term] = field(default_factory=list)
     not_in: list[str] = field(default_factory=list)
@@ -59,11 +89,9 @@ class RuleSet:
     urgent_cues: list[Term]
     calm_cues: list[Term]
     low_cues: list[Term]
-    member_commands: dict[str, list[str]]
-    alone_commands: set[str]
+    member_commands: dict[str, CommandWords]
     resolved_words: list[str]
     auto_reply_subjects: list[str]
-    auto_reply_bodies: list[str]
     city_wide: list[str]
     city_names: list[str]
     ambiguous_places: set[str]
@@ -75,15 +103,33 @@ class RuleSet:
         cat = self.categories.get(category or "other") or self.categories["other"]
         return cat.label_en if language == "en" else cat.label_nl
 
+    def name(self, category: str, language: str = "nl") -> str:
+        """The word a person writes for ``category`` ("inbraak", "burglary")."""
+        cat = self.categories[category]
+        names = cat.names_en if language == "en" else cat.names_nl
+        return names[0] if names else category
+
+    def category_named(self, written: str) -> str | None:
+        """The category a person means by a name, Dutch or English ("Inbraken", "missing person")."""
+        key = " ".join(fold(written).replace("_", " ").split()).strip(" .!?:-")
+        for cat in self.categories.values():
+            if key in (fold(name) for name in (*cat.names_nl, *cat.names_en, cat.id.replace("_", " "))):
+                return cat.id
+        return None
+
 
 def load_rules(extra_path: Path | str | None = None) -> RuleSet:
     data: dict[str, Any] = {}
     files = sorted(DEFAULTS.glob("*.toml"))
     for path in files:
-        _merge_default(data, _read(path), path)
+        new = _read(path)
+        _check_schema(new, SCHEMA, path)
+        _merge_default(data, new, path)
     if extra_path is not None:
         extra = Path(extra_path)
-        _merge_extra(data, _read(extra), extra)
+        new = _read(extra)
+        _check_schema(new, SCHEMA, extra, removals=True)
+        _merge_extra(data, new, extra)
         files.append(extra)
     where = files[-1] if extra_path is not None else DEFAULTS
     ruleset = _build(data, where)
@@ -99,6 +145,27 @@ def _read(path: Path) -> dict[str, Any]:
         raise RuleFileError(path, "(file)", f"cannot read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise RuleFileError(path, "(syntax)", str(error)) from None
+
+
+def _check_schema(table: dict[str, Any], schema: dict[str, Any], path: Path, prefix: str = "",
+                  removals: bool = False) -> None:
+    """Refuse tables and keys the rules do not know (``[member_comands]``), naming file and key."""
+    for key, value in table.items():
+        rule = f"{prefix}{key}"
+        if removals and key == "remove":
+            continue
+        expected = schema[key] if key in schema else schema.get("*", "unknown")
+        if expected == "unknown":
+            known = ", ".join(sorted(k for k in schema if k != "*"))
+            raise RuleFileError(path, rule, f"unknown key (known here: {known})")
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise RuleFileError(path, rule, "must be a table")
+            _check_schema(value, expected, path, rule + ".", removals)
+        elif isinstance(value, dict):
+            raise RuleFileError(path, rule, "must not be a table")
+        elif expected == _LIST and not isinstance(value, list):
+            raise RuleFileError(path, rule, "must be a list of non-empty strings")
 
 
 def _merge_default(data: dict[str, Any], new: dict[str, Any], path: Path) -> None:
@@ -137,8 +204,6 @@ def _merge_extra(data: dict[str, Any], new: dict[str, Any], path: Path, prefix: 
 
 
 def _fold_term(value: str) -> str:
-    from rules.text import fold
-
     return fold(value.strip()).lstrip("=")
 
 
@@ -149,7 +214,6 @@ def _build(data: dict[str, Any], where: Path) -> RuleSet:
         if name not in CATEGORIES:
             raise RuleFileError(where, "priority", f"unknown category {name!r}")
     cues = data.get("cues", {})
-    commands = data.get("member_commands", {})
     return RuleSet(
         categories=categories,
         threshold=_number(data, "threshold", where),
@@ -159,14 +223,11 @@ def _build(data: dict[str, Any], where: Path) -> RuleSet:
         urgent_cues=_urgent_terms(cues, where),
         calm_cues=_terms(_strings(cues, "calm", where, "cues.calm"), 1.0, "cues.calm", where),
         low_cues=_terms(_strings(cues, "low", where, "cues.low"), 1.0, "cues.low", where),
-        member_commands={
-            verb: [_fold_term(w) for w in _strings(commands, verb, where, f"member_commands.{verb}")]
-            for verb in ("subscribe", "unsubscribe", "help", "preferences")
-        },
-        alone_commands={_fold_term(w) for w in _strings(commands, "alone", where, "member_commands.alone")},
+        member_commands=_member_commands(data.get("member_commands", {}), where),
         resolved_words=[_fold_term(w) for w in _strings(data.get("resolved", {}), "words", where, "resolved.words")],
-        auto_reply_subjects=[_fold_term(w) for w in _strings(data.get("auto_reply", {}), "subjects", where, "auto_reply.subjects")],
-        auto_reply_bodies=[_fold_term(w) for w in _strings(data.get("auto_reply", {}), "bodies", where, "auto_reply.bodies")],
+        auto_reply_subjects=[
+            _fold_term(w) for w in _strings(data.get("auto_reply", {}), "subjects", where, "auto_reply.subjects")
+        ],
         city_wide=[_fold_term(w) for w in _strings(data, "city_wide", where)],
         city_names=[_fold_term(w) for w in _strings(data, "city_names", where)],
         ambiguous_places={_fold_term(w) for w in _strings(data, "ambiguous", where)},
@@ -186,11 +247,11 @@ def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
             raise RuleFileError(where, rule, f"unknown category (one of {', '.join(CATEGORIES)})")
         if not isinstance(table, dict):
             raise RuleFileError(where, rule, "must be a table")
-        known = {"label_nl", "label_en", "against", "not_in", "min_points", *WEIGHTS}
-        for key in table:
-            if key not in known:
-                raise RuleFileError(where, f"{rule}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        category = Category(cid, str(table.get("label_nl", cid)), str(table.get("label_en", cid)))
+        category = Category(
+            cid, str(table.get("label_nl", cid)), str(table.get("label_en", cid)),
+            names_nl=_strings(table, "names_nl", where, f"{rule}.names_nl"),
+            names_en=_strings(table, "names_en", where, f"{rule}.names_en"),
+        )
         for key, weight in WEIGHTS.items():
             category.terms += _terms(_strings(table, key, where, f"{rule}.{key}"), weight, f"{rule}.{key}", where)
         category.against = _terms(_strings(table, "against", where, f"{rule}.against"), 3.0, f"{rule}.against", where)
@@ -201,6 +262,21 @@ def _categories(tables: dict[str, Any], where: Path) -> dict[str, Category]:
     for cid in CATEGORIES:
         result.setdefault(cid, Category(cid, cid, cid))
     return result
+
+
+def _member_commands(tables: dict[str, Any], where: Path) -> dict[str, CommandWords]:
+    commands: dict[str, CommandWords] = {}
+    for name, table in tables.items():
+        rule = f"member_commands.{name}"
+        if name not in MEMBER_COMMANDS:
+            raise RuleFileError(where, rule, f"unknown command (one of {', '.join(MEMBER_COMMANDS)})")
+        words = {language: [_fold_term(w) for w in _strings(table, key, where, f"{rule}.{key}")]
+                 for key, language in COMMAND_LANGUAGES.items()}
+        alone = table.get("alone", False)
+        if not isinstance(alone, bool):
+            raise RuleFileError(where, f"{rule}.alone", "must be true or false")
+        commands[name] = CommandWords(words, alone)
+    return commands
 
 
 def _urgent_terms(cues: dict[str, Any], where: Path) -> list[Term]:
@@ -222,8 +298,6 @@ def _urgency_defaults(table: dict[str, Any], where: Path) -> dict[str, str]:
 
 
 def _terms(words: list[str], weight: float, rule: str, where: Path) -> list[Term]:
-    from rules.text import fold
-
     terms = []
     for word in words:
         text = fold(word.strip())

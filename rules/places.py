@@ -1,14 +1,22 @@
-"""Which wards a text is about: names, aliases, streets, postcodes, tags, city-wide phrases."""
+"""Wards, one home: which wards a text is about, and which ward a name, postcode or street means.
+
+Three readers ask: the classifier (every ward a report names, by name, alias,
+street, postcode, subject tag or a city-wide phrase), a coordinator's
+``WIJK naam, naam`` line and a resident's ``AANMELDEN <wijk of postcode>``.
+All of them go through one ``Places``, so a ward is written the same way for
+every one of them.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from relay.config import Config
+from mail.text import fold
+from rules.directory import Directory
 from rules.loader import RuleSet
 from rules.matcher import Hit, TermMatcher
-from rules.text import fold
 
 _POSTCODE = re.compile(
     r"(?<![\d€.,:])([1-9]\d{3})(?:[ \t]?([A-Za-z]{2})(?![A-Za-z]))?(?![\d.,:]\d)"
@@ -18,6 +26,18 @@ _NOT_A_POSTCODE_AFTER = re.compile(
     re.IGNORECASE,
 )
 _SUBJECT_TAG = re.compile(r"\[([^\]\[]{2,60})\]")
+# A postcode someone writes on its own ("5221", "5221 AB", "5221ab"): four digits, not part of a longer number.
+_WRITTEN_POSTCODE = re.compile(r"(?<!\d)([1-9]\d{3})\s?([A-Za-z]{2})?(?![\dA-Za-z])")
+_ARTICLE = re.compile(r"^(?:de|het|the|wijk|ward)\s+")
+_POSTCODE_ONLY = re.compile(r"^\d{4}(?:\s?[a-z]{2})?$")
+_WARD_PREFIX = re.compile(
+    r"^(?:(?:in|voor|for|to)\s+)?(?:de\s+|the\s+)?(?:wijk|ward|buurt|neighbourhood|neighborhood)\s*:?\s+")
+
+
+def name_key(name: str) -> str:
+    """How names are compared: folded, without quotes, dashes and dots ("'t Zand" = "t zand")."""
+    folded = re.sub(r"['\u2019`\"]", "", fold(name))
+    return " ".join(re.split(r"[\s\-_.,;:!?()]+", folded)).strip()
 
 
 @dataclass(frozen=True)
@@ -34,22 +54,23 @@ class PlaceResult:
     city_wide: bool
 
 
-class PlaceFinder:
-    def __init__(self, config: Config, rules: RuleSet) -> None:
-        self._all = sorted(w.slug for w in config.wards)
+class Places:
+    def __init__(self, directory: Directory, rules: RuleSet) -> None:
+        self._all = directory.slugs
         self._ambiguous = rules.ambiguous_places
         self._names: dict[str, str] = {}
-        self._postcodes = {p: w.slug for w in config.wards for p in w.postcodes}
+        self._streets: dict[str, str] = {}
+        self._postcodes = {p: w.slug for w in directory.wards for p in w.postcodes}
         matcher: TermMatcher[Place] = TermMatcher()
-        for ward in config.wards:
+        for ward in directory.wards:
             for name in {ward.name, *ward.aliases, ward.slug, ward.slug.replace("-", " ")}:
-                folded = fold(name)
-                self._names[folded] = ward.slug
-                matcher.add(folded, True, Place(ward.slug, "name", name))
+                self._names.setdefault(name_key(name), ward.slug)
+                matcher.add(fold(name), True, Place(ward.slug, "name", name))
             for street in ward.streets:
+                self._streets.setdefault(name_key(street), ward.slug)
                 for variant in street_variants(street, rules.street_abbreviations):
                     matcher.add(variant, True, Place(ward.slug, "street", street))
-        for phrase in city_wide_phrases(config, rules):
+        for phrase in city_wide_phrases(directory, rules):
             matcher.add(phrase, True, Place("*", "city-wide", phrase))
         self._matcher = matcher.finish()
 
@@ -57,9 +78,46 @@ class PlaceFinder:
     def all_wards(self) -> list[str]:
         return list(self._all)
 
+    # -- a name someone wrote ---------------------------------------------------
+
     def resolve_name(self, name: str) -> str | None:
-        """A ward slug for a written name, alias or slug (case- and accent-insensitive)."""
-        return self._names.get(fold(name.strip()))
+        """A ward slug for a written name, alias or slug ("de wijk Maaspoort", "ROSMALEN NOORD")."""
+        key = name_key(name)
+        return self._names.get(key) or self._names.get(_ARTICLE.sub("", key))
+
+    def resolve_names(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(slugs, names that match no ward) for names, aliases, slugs or postcodes, in order (``WIJK a, b``)."""
+        slugs: list[str] = []
+        unknown: list[str] = []
+        for name in names:
+            slug = self.resolve_name(name) or self._postcode_slug(name_key(name))
+            if slug is None:
+                unknown.append(name)
+            elif slug not in slugs:
+                slugs.append(slug)
+        return slugs, unknown
+
+    def ward_for(self, text: str | None) -> str | None:
+        """The one ward a resident means ("Maaspoort", "5221 AB", "voor de wijk Empel graag",
+        "Marathonloop 12"): None when unknown or when the text fits several wards."""
+        if not text:
+            return None
+        key = _WARD_PREFIX.sub("", name_key(text.replace(",", " ")))
+        slug = self.resolve_name(key)
+        if slug is not None:
+            return slug
+        postcode = _WRITTEN_POSTCODE.search(text)
+        if postcode is not None and (slug := self._postcodes.get(postcode.group(1))) is not None:
+            return slug
+        spaced = f" {key} "
+        found = {ward for words, ward in (*self._names.items(), *self._streets.items())
+                 if len(words) >= 3 and f" {words} " in spaced}
+        return found.pop() if len(found) == 1 else None
+
+    def _postcode_slug(self, key: str) -> str | None:
+        return self._postcodes.get(key[:4]) if _POSTCODE_ONLY.match(key) else None
+
+    # -- the wards a text is about -------------------------------------------------
 
     def find(self, subject: str, text: str) -> PlaceResult:
         found: dict[str, str] = {}
@@ -130,9 +188,9 @@ def street_variants(street: str, abbreviations: dict[str, list[str]]) -> set[str
     return {v for v in variants if len(v) >= 3}
 
 
-def city_wide_phrases(config: Config, rules: RuleSet) -> set[str]:
+def city_wide_phrases(directory: Directory, rules: RuleSet) -> set[str]:
     cities = set(rules.city_names)
-    name = fold(config.network.name)
+    name = fold(directory.name)
     if name.startswith("bin "):
         cities.add(name[4:].strip())
     phrases: set[str] = set()
@@ -142,3 +200,11 @@ def city_wide_phrases(config: Config, rules: RuleSet) -> set[str]:
         else:
             phrases.add(phrase)
     return phrases
+
+
+def postcode_in(text: str | None) -> str | None:
+    """The postcode as written, normalised for the member table ("5221 ab" -> "5221AB")."""
+    match = _WRITTEN_POSTCODE.search(text or "")
+    if match is None:
+        return None
+    return (match.group(1) + (match.group(2) or "")).upper()

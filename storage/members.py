@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Alert, AuditEvent, Confirmation, Delivery, Member, Message, QueueItem
@@ -21,6 +21,11 @@ def member_ward_map(session: Session) -> dict[str, str]:
     return {email.lower(): ward for email, ward in rows}
 
 
+def active_members(session: Session) -> list[Member]:
+    query = select(Member).where(Member.status == "active").order_by(Member.id)
+    return list(session.scalars(query))
+
+
 def active_members_of_wards(session: Session, wards: Iterable[str]) -> list[Member]:
     """Active members of the given wards, in a stable order (by id)."""
     slugs = sorted(set(wards))
@@ -28,6 +33,31 @@ def active_members_of_wards(session: Session, wards: Iterable[str]) -> list[Memb
         return []
     query = select(Member).where(Member.status == "active", Member.ward.in_(slugs)).order_by(Member.id)
     return list(session.scalars(query))
+
+
+def members_by_email(session: Session, emails: Iterable[str]) -> dict[str, Member]:
+    """The members among these (lower-case) addresses, by address."""
+    wanted = sorted(set(emails))
+    if not wanted:
+        return {}
+    return {m.email: m for m in session.scalars(select(Member).where(Member.email.in_(wanted)))}
+
+
+def insert_members(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert new member rows in one statement; returns how many."""
+    if rows:
+        session.execute(insert(Member), rows)
+    return len(rows)
+
+
+def member_rows(connection: Connection | Session, ids: Iterable[int]) -> dict[int, Any]:
+    """Plain rows (id, email, ward, language, unsubscribe_token, status) by id, for the send path."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    query = select(Member.id, Member.email, Member.ward, Member.language, Member.unsubscribe_token,
+                   Member.status).where(Member.id.in_(wanted))
+    return {row.id: row for row in connection.execute(query).all()}
 
 
 def member_by_email(session: Session, email: str) -> Member | None:

@@ -50,7 +50,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UtcDateTime()}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UtcDateTime()}  # noqa: RUF012 - read by SQLAlchemy
 
 
 class Message(Base):
@@ -76,14 +76,14 @@ class Message(Base):
     processed_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
 
-    classification: Mapped[Classification | None] = relationship(
+    classification: Mapped[ClassificationRecord | None] = relationship(
         back_populates="message", uselist=False
     )
 
     __table_args__ = (Index("ix_messages_status", "status"), Index("ix_messages_from", "from_address", "received_at"))
 
 
-class Classification(Base):
+class ClassificationRecord(Base):
     """What the rules decided about a message, with their explanation."""
 
     __tablename__ = "classifications"
@@ -275,15 +275,23 @@ class AuditEvent(Base):
     __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_item", "queue_item_id"))
 
 
-class SenderWindow(Base):
-    """Rate limiting: messages counted per sender per hour window."""
+class RateWindow(Base):
+    """Every rate limit's counter: events per (limit, key) in a fixed time window (``storage.limits``).
 
-    __tablename__ = "sender_windows"
+    ``key`` is a keyed digest of an address, never the address itself, or "*"
+    for a network-wide limit.
+    """
 
-    sender: Mapped[str] = mapped_column(String(320), primary_key=True)
+    __tablename__ = "rate_windows"
+
+    bucket: Mapped[str] = mapped_column(String(40), primary_key=True)  # e.g. "sender_hour", "member_answers"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+    # The flood limit's one summary item for this sender and hour.
     summary_item_id: Mapped[int | None] = mapped_column(ForeignKey("queue_items.id", ondelete="SET NULL"))
+
+    __table_args__ = (Index("ix_rate_windows_start", "window_start"),)
 
 
 class DailyStat(Base):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, or_, select, update
+from sqlalchemy import Connection, Row, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Alert, Delivery
@@ -40,6 +40,30 @@ def enqueue_notice(
     )
     session.add(row)
     return row
+
+
+def enqueue_alert_copies(session: Session, alert_id: int, recipients: Sequence[tuple[int, str]],
+                         now: datetime) -> int:
+    """One pending row per (member id, address): the copies of an alert, rendered at send time."""
+    rows = [
+        {"alert_id": alert_id, "member_id": member_id, "recipient": address.lower(), "purpose": "alert",
+         "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+        for member_id, address in recipients
+    ]
+    if rows:
+        session.execute(insert(Delivery), rows)
+    return len(rows)
+
+
+def recipients_of_alert(session: Session, alert_id: int) -> list[tuple[int, str]]:
+    """(member id, address) of the members who were sent the alert, or will be (pending rows count too)."""
+    query = (
+        select(Delivery.member_id, Delivery.recipient)
+        .where(Delivery.alert_id == alert_id, Delivery.member_id.is_not(None),
+               Delivery.status.in_(("sent", "pending")))
+        .order_by(Delivery.id)
+    )
+    return [(member_id, recipient) for member_id, recipient in session.execute(query) if member_id]
 
 
 def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
@@ -140,6 +164,13 @@ def release(session: Session | Connection, delivery_ids: Sequence[int], worker: 
         .values(claimed_by=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def last_notice_at(session: Session, member_id: int, purpose: str) -> datetime | None:
+    """When the newest notice of ``purpose`` for this member was queued (e.g. their last digest)."""
+    query = select(func.max(Delivery.created_at)).where(Delivery.member_id == member_id,
+                                                        Delivery.purpose == purpose)
+    return session.scalar(query)
 
 
 def pending_count(session: Session, alert_id: int | None = None) -> int:

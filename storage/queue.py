@@ -17,7 +17,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage.models import Alert, AuditEvent, QueueItem
+from storage.models import Alert, AuditEvent, Message, QueueItem
 
 DECIDED_STATUSES = frozenset({"approved", "rejected"})
 # Timer columns: (when it is due, when it was done).
@@ -129,6 +129,43 @@ def expired_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
     return list(session.scalars(query))
 
 
+def merge_candidates(session: Session, *, kinds: Sequence[str], category: str | None, since: datetime,
+                     other_than_message: int, limit: int = 50) -> list[QueueItem]:
+    """Recent pending or approved heads of a category that a new report may repeat, newest first."""
+    query = (
+        select(QueueItem)
+        .where(
+            QueueItem.kind.in_(list(kinds)),
+            QueueItem.status.in_(("pending", "approved")),
+            QueueItem.merged_into_id.is_(None),
+            QueueItem.category == category,
+            QueueItem.created_at >= since,
+            QueueItem.message_id != other_than_message,
+        )
+        .order_by(QueueItem.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def merged_into(session: Session, head_id: int) -> list[QueueItem]:
+    """The items merged into ``head_id``, oldest first."""
+    query = select(QueueItem).where(QueueItem.merged_into_id == head_id).order_by(QueueItem.id)
+    return list(session.scalars(query))
+
+
+def mark_alert_complete(session: Session, alert_id: int, now: datetime) -> None:
+    """No copies of the alert are pending any more."""
+    session.execute(update(Alert).where(Alert.id == alert_id, Alert.completed_at.is_(None))
+                    .values(completed_at=now).execution_options(synchronize_session=False))
+
+
+def alerts_between(session: Session, since: datetime, until: datetime) -> list[Alert]:
+    """Alerts created after ``since`` up to ``until``, oldest first."""
+    query = select(Alert).where(Alert.created_at > since, Alert.created_at <= until).order_by(Alert.created_at)
+    return list(session.scalars(query))
+
+
 def alert_by_tag(session: Session, tag: str) -> Alert | None:
     return session.scalars(select(Alert).where(Alert.tag == tag.lower())).first()
 
@@ -141,6 +178,18 @@ def alerts_by_message_ids(session: Session, message_ids: Sequence[str]) -> list[
         return []
     query = select(Alert).where(Alert.message_id_header.in_(sorted(wanted))).order_by(Alert.id)
     return list(session.scalars(query))
+
+
+def alert_made_from(session: Session, message_ids: Sequence[str]) -> Alert | None:
+    """The newest original alert (not a follow-up) made from a message with one of these Message-IDs."""
+    query = (
+        select(Alert)
+        .join(QueueItem, QueueItem.id == Alert.queue_item_id)
+        .join(Message, Message.id == QueueItem.message_id)
+        .where(Message.message_id.in_(list(message_ids)), Alert.thread_tag.is_(None))
+        .order_by(Alert.id.desc())
+    )
+    return session.scalars(query).first()
 
 
 def audit_events_by(

@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import Clock
 from relay.config import Config, parse_config
-from relay.runtime import Runtime
-from relay.templating import Templates
-from relay.tokens import new_token, token_hash
-from storage.models import Classification, Member, Message, QueueItem
+from relay.service.clock import Clock
+from relay.service.runtime import Runtime
+from relay.service.templating import Templates
+from relay.service.tokens import new_token, token_hash
+from storage.models import ClassificationRecord, Member, Message, QueueItem
 
 
 def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> Config:
@@ -80,7 +80,7 @@ def approved_item(session: Session, now: datetime, *, raw: bytes, source: str = 
                   partner_name: str | None = None, urgency: str = "normal", edited_text: str | None = None,
                   body_text: str | None = None, from_address: str = "jan@example.net",
                   subject: str = "Inbraak Marathonloop") -> QueueItem:
-    from relay.mime import parse_mail
+    from mail.message import parse_mail
 
     mail = parse_mail(raw)
     message = Message(dedup_key=new_token() * 4, message_id=mail.message_id, origin="test", received_at=now,
@@ -88,7 +88,7 @@ def approved_item(session: Session, now: datetime, *, raw: bytes, source: str = 
                       body_text=body_text if body_text is not None else mail.text, status="processed")
     session.add(message)
     session.flush()
-    session.add(Classification(message_id=message.id, source=source, kind="report", category=category,
+    session.add(ClassificationRecord(message_id=message.id, source=source, kind="report", category=category,
                                wards=wards or ["maaspoort"], urgency=urgency, explanation=[],
                                partner_name=partner_name, created_at=now))
     item = QueueItem(message_id=message.id, kind="report", status="approved", source=source, category=category,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.stack import LoopbackStack
+from relay.service.clock import FrozenClock
 
 _numbers = itertools.count(1)
 

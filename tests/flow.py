@@ -16,16 +16,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from relay.clock import FrozenClock
 from relay.config import Config, parse_config
-from relay.daemon import build_runtime
 from relay.delivery.sender import deliver_pending
 from relay.devservers.smtpsink import RecordingSink
 from relay.devservers.stack import base_config, merge
-from relay.ingest import Ingestor
-from relay.pipeline import RouteStats, route_pending
-from relay.runtime import Runtime
-from relay.tokens import new_token
+from relay.ingest.store import Ingestor
+from relay.routing.pipeline import RouteStats, route_pending
+from relay.service.clock import FrozenClock
+from relay.service.daemon import build_runtime
+from relay.service.runtime import Runtime
+from relay.service.tokens import new_token
 from storage.db import make_engine, migrate
 from storage.models import Member, Message, QueueItem
 

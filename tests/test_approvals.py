@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from relay.clock import FrozenClock
 from relay.config import parse_config
-from relay.tokens import token_hash
+from relay.service.clock import FrozenClock
+from relay.service.tokens import token_hash
 from storage.models import Alert, QueueItem
 from tests import mailgen
 from tests.test_approvals_helpers import (
@@ -200,9 +200,9 @@ def test_the_network_address_is_not_asked_to_reply(engine: Engine, clock: Frozen
 
 
 def test_a_flooding_sender_yields_one_summary_request(engine: Engine, clock: FrozenClock) -> None:
-    from relay.approvals import hold
-    from relay.flood import over_limit
-    from relay.mime import parse_mail
+    from mail.message import parse_mail
+    from relay.approvals.requests import hold
+    from relay.routing.flood import over_limit
     from tests.test_approvals_helpers import store
 
     config = parse_config(config_dict(limits={"sender_messages_per_hour": 2}))

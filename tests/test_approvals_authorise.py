@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from relay.approvals import Decision, decide
-from relay.clock import FrozenClock
+from relay.approvals.decide import Decision, decide
 from relay.config import parse_config
-from relay.tokens import new_token
+from relay.service.clock import FrozenClock
+from relay.service.tokens import new_token
 from storage.models import QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
@@ -169,8 +169,8 @@ def test_authentication_check_can_be_switched_off(engine: Engine, clock: FrozenC
 
 
 def test_a_fail_about_another_domain_does_not_count() -> None:
+    from mail.message import parse_mail
     from relay.approvals.answers import failed_authentication
-    from relay.mime import parse_mail
     from tests import mailgen
 
     raw = mailgen.message("x", "y", sender=ANNA, headers={

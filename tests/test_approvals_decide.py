@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from relay.approvals import Decision, decide
-from relay.approvals.cli import queue_approve, queue_list, queue_reject, queue_show
-from relay.clock import FrozenClock
-from relay.runtime import Runtime
+from relay.approvals.decide import Decision, decide
+from relay.cli.queue import queue_approve, queue_list, queue_reject, queue_show
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime
 from storage.db import make_engine, migrate
 from storage.models import Alert, QueueItem
 from tests.test_approvals_helpers import (
@@ -224,7 +224,7 @@ def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
 
     if not hasattr(rules, "Classifier"):
         pytest.skip("rules.Classifier has not landed yet (the command line builds a full runtime)")
-    from relay.cli import main
+    from relay.cli.main import main
 
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     config_file = tmp_path / "binrelay.toml"
@@ -255,8 +255,8 @@ def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
 RACER = """
 import json, sys, time
 from datetime import datetime, timezone
-from relay.approvals import Decision, decide
-from relay.clock import FrozenClock
+from relay.approvals.decide import Decision, decide
+from relay.service.clock import FrozenClock
 from storage.db import make_engine
 from storage.models import QueueItem
 from tests.test_approvals_helpers import make_runtime

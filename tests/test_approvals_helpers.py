@@ -18,14 +18,15 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.approvals import handle_reply, hold
-from relay.clock import FrozenClock
+from mail.message import parse_mail
+from relay.approvals.answers import handle_reply
+from relay.approvals.requests import hold
 from relay.config import Config, parse_config
-from relay.mime import parse_mail
-from relay.runtime import Runtime
-from relay.templating import Templates
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime, make_classifier
+from relay.service.templating import Templates
 from storage.db import make_engine, migrate, session_factory
-from storage.models import AuditEvent, Classification, Delivery, Member, Message, QueueItem
+from storage.models import AuditEvent, ClassificationRecord, Delivery, Member, Message, QueueItem
 from tests import mailgen
 
 NETWORK = "bin@example.org"
@@ -60,8 +61,7 @@ def config_dict(**overrides: Any) -> dict[str, Any]:
 
 def make_runtime(engine: Engine, clock: FrozenClock, config: Config | None = None) -> Runtime:
     config = config or parse_config(config_dict())
-    no_classifier: Any = None  # the tests classify by hand
-    return Runtime(config, session_factory(engine), no_classifier, Templates(config), clock)
+    return Runtime(config, session_factory(engine), make_classifier(config), Templates(config), clock)
 
 
 @dataclass
@@ -91,7 +91,7 @@ def store(
         dedup_key=hashlib.sha256(raw).hexdigest(), message_id=mail.message_id, origin="test", received_at=now,
         size=len(raw), raw=raw, from_address=sender, subject=mail.subject, body_text=mail.text, status="new",
     )
-    message.classification = Classification(
+    message.classification = ClassificationRecord(
         source=source, kind=kind, command=command, category=category, wards=list(wards), urgency=urgency,
         explanation=list(explanation), partner_name=partner, created_at=now,
     )

@@ -8,9 +8,9 @@ from functools import partial
 import pytest
 from sqlalchemy import Engine, select
 
-from relay.clock import FrozenClock
 from relay.config import parse_config
-from relay.runtime import Runtime
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime, make_classifier
 from storage.models import Alert, Member
 from tests import mailgen
 from tests.test_approvals_helpers import (
@@ -35,7 +35,6 @@ from tests.test_approvals_helpers import any_engine as _shared_any_engine
 
 any_engine = _shared_any_engine  # the fixture: a migrated database on each backend
 
-pytest.importorskip("relay.replies", reason="relay.replies (reply parsing) has not landed yet")
 
 
 def _members(rt: Runtime) -> None:
@@ -176,8 +175,8 @@ def test_outlook_html_reply_above_the_quoted_request(rt: Runtime) -> None:
               "Antwoord met een van deze woorden: AKKOORD")
     raw = mailgen.message(f"Antw: [BIN-{token}] Inbraak", quoted, sender=ANNA, to=f"bin+{token}@example.org",
                           html=True, message_id="outlook1@example.org")
-    from relay.approvals import handle_reply
-    from relay.mime import parse_mail
+    from mail.message import parse_mail
+    from relay.approvals.answers import handle_reply
     from tests.test_approvals_helpers import store
 
     with rt.sessions() as session, session.begin():
@@ -255,12 +254,11 @@ def test_two_replies_at_once_publish_once(any_engine: Engine, clock: FrozenClock
 
 def test_report_to_alert_through_the_pipeline_with_the_real_rules(engine: Engine, clock: FrozenClock) -> None:
     """Ingest stores, the pipeline classifies and routes, a coordinator's phone reply decides."""
-    from relay.ingest import Ingestor
-    from relay.pipeline import route_pending
-    from rules import Classifier, load_rules
+    from relay.ingest.store import Ingestor
+    from relay.routing.pipeline import route_pending
 
     base = make_runtime(engine, clock)
-    rt = Runtime(base.config, base.sessions, Classifier(base.config, load_rules(None)), base.templates, clock)
+    rt = Runtime(base.config, base.sessions, make_classifier(base.config), base.templates, clock)
     _members(rt)
     with rt.sessions() as session, session.begin():
         session.add(Member(email=MEMBER, ward="maaspoort", status="active", unsubscribe_token="u-jan",

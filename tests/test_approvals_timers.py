@@ -8,10 +8,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from relay.approvals import Decision, decide, run_due, schedule
-from relay.clock import FrozenClock
+from relay.approvals.decide import Decision, decide
+from relay.approvals.timers import run_due, schedule
 from relay.config import parse_config
-from relay.runtime import Runtime
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime
 from storage.models import AuditEvent, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
@@ -207,7 +208,7 @@ def test_derived_token_survives_the_database_round_trip(any_engine: Engine, tmp_
 
 
 def test_every_notice_renders_in_english(engine: Engine, clock: FrozenClock) -> None:
-    from relay.tokens import new_token
+    from relay.service.tokens import new_token
 
     config = parse_config(config_dict(network={"language": "en"}))
     rt = make_runtime(engine, clock, config)

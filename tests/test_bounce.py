@@ -1,4 +1,4 @@
-"""relay.bounce: delivery failures in the shapes real servers send."""
+"""rules.bounces: delivery failures in the shapes real servers send."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.bounce import Bounce, detect_bounce
-from relay.mime import parse_mail
+from mail.message import parse_mail
+from rules.bounces import Bounce, detect_bounce
 from tests.mailgen import message, varied_messages
 
 DATA = Path(__file__).parent / "data" / "mime"

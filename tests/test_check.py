@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.cli import main
+from relay.cli.main import main
 from relay.devservers.stack import LoopbackStack
 
 pytestmark = pytest.mark.dovecot

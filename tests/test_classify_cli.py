@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import main
+from relay.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "corpus"
@@ -154,7 +154,7 @@ def test_member_table_gives_source_and_own_ward(tmp_path: Path, capsys: pytest.C
 def test_subprocess_json(tmp_path: Path) -> None:
     names = ["p14_brand_schuur_nu.eml", "d01_akkoord_iphone_quote.eml"]
     completed = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "--config", str(CONFIG), "classify", "--json",
+        [sys.executable, "-m", "relay.cli.main", "--config", str(CONFIG), "classify", "--json",
          *map(corpus_file, names)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )

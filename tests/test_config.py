@@ -196,7 +196,7 @@ def test_password_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_cli_exits_2_with_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL.replace('password_env = "X_IMAP"', 'password = "geheim"'))
     result = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "--config", str(path), "init"],
+        [sys.executable, "-m", "relay.cli.main", "--config", str(path), "init"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )
     assert result.returncode == 2

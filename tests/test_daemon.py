@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.stack import LoopbackStack, compose
+from relay.service.clock import FrozenClock
 from tests.e2e import ANNA, MAASPOORT, make_stack
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -28,7 +28,7 @@ def running(tmp_path: Path, dovecot_server: PrivateDovecot, clock: FrozenClock) 
     rules.write_text(RULES_BEFORE)
     stack = make_stack(tmp_path, dovecot_server, clock, config={"rules": {"path": str(rules)}})
     process = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "--config", str(stack.config_path), "run"],
+        [sys.executable, "-m", "relay.cli.main", "--config", str(stack.config_path), "run"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     yield stack, process, rules

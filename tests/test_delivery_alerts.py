@@ -8,8 +8,8 @@ from email.policy import default
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
 from relay.delivery.alerts import forward_reply, publish_alert
+from relay.service.clock import FrozenClock
 from storage.models import Alert, Delivery
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from relay.clock import FrozenClock, SystemClock
 from relay.config import Config
 from relay.delivery.alerts import publish_alert
 from relay.delivery.sender import deliver_pending, in_flight_limit
 from relay.devservers.smtpsink import RecordingSink
+from relay.service.clock import FrozenClock, SystemClock
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Delivery
 from storage.outbox import pending_count

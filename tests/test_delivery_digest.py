@@ -8,12 +8,12 @@ from email.policy import default
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
 from relay.delivery.alerts import publish_alert
 from relay.delivery.digest import send_digests
 from relay.delivery.sender import deliver_pending
 from relay.devservers.smtpsink import RecordingSink
-from relay.runtime import Runtime
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime
 from storage.models import Delivery
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
 

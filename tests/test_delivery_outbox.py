@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
+from relay.service.clock import FrozenClock
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Alert, Delivery
 from storage.outbox import (

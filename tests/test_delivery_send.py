@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
+from mail.message import parse_mail
 from relay.config import TemplatesConfig
 from relay.delivery.alerts import publish_alert
 from relay.delivery.bounces import handle_bounce
 from relay.delivery.sender import deliver_pending
 from relay.devservers.smtpsink import RecordingSink
-from relay.mime import parse_mail
-from relay.runtime import Runtime
-from relay.tokens import new_token
-from storage.models import Classification, Delivery, Member, Message
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime
+from relay.service.tokens import new_token
+from storage.models import ClassificationRecord, Delivery, Member, Message
 from storage.outbox import claim_due
 from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
 
@@ -330,7 +330,7 @@ def bounce_in(rt: Runtime, raw: bytes) -> None:
                           raw=raw, status="new")
         session.add(message)
         session.flush()
-        cls = Classification(message_id=message.id, source="unknown", kind="bounce", wards=[], explanation=[],
+        cls = ClassificationRecord(message_id=message.id, source="unknown", kind="bounce", wards=[], explanation=[],
                              created_at=now)
         handle_bounce(rt, session, message, parse_mail(raw), cls)
 

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 def test_demo_runs_the_whole_flow(dovecot_server: object) -> None:  # the fixture skips without Dovecot
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "demo"],
+        [sys.executable, "-m", "relay.cli.main", "demo"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     elapsed = time.monotonic() - started

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.stack import LoopbackStack, compose, reply
+from relay.service.clock import FrozenClock
 from tests.e2e import ANNA, BERT, EMPEL, KEES, MAASPOORT, POLICE, make_stack, only, text_of
 
 pytestmark = pytest.mark.dovecot

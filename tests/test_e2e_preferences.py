@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.stack import LoopbackStack, compose, reply
+from relay.service.clock import FrozenClock
 from tests.e2e import ANNA, MAASPOORT, POLICE, only, text_of
 
 pytestmark = pytest.mark.dovecot

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
 from relay.devservers.dovecot import PrivateDovecot, find_dovecot
-from relay.ingest import Ingestor
-from relay.sources.imap import ImapSource
+from relay.ingest.imap import ImapSource
+from relay.ingest.store import Ingestor
+from relay.service.clock import FrozenClock
 from tests.fixtures.dovecot import AccountFactory, started_or_skip
 
 pytestmark = pytest.mark.dovecot

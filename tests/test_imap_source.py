@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.backoff import Backoff
-from relay.clock import FrozenClock, SystemClock
 from relay.devservers.dovecot import PrivateDovecot
-from relay.ingest import Ingestor
-from relay.sources.imap import ImapSource
+from relay.ingest.imap import ImapSource
+from relay.ingest.store import Ingestor
+from relay.service.backoff import Backoff
+from relay.service.clock import FrozenClock, SystemClock
 from storage.db import make_engine, migrate, session_factory
 from storage.messages import save_mailbox_state
 from storage.models import Message
@@ -165,7 +165,7 @@ def test_server_killed_during_fetch_recovers_by_itself(
     delivered = varied_messages(600, seed=5)
     own_dovecot.deliver_many(account.username, delivered)
     source = make_source(account, sessions, SystemClock())
-    caplog.set_level(logging.WARNING, logger="binrelay.sources.imap")
+    caplog.set_level(logging.WARNING, logger="binrelay.ingest.imap")
     worker = threading.Thread(target=ingest_until, args=(source, lambda: len(stored_raws(sessions)) >= 600))
     worker.start()
     deadline = time.monotonic() + 20

@@ -1,4 +1,4 @@
-"""relay.connections.imap_client over implicit TLS and STARTTLS, certificates verified."""
+"""relay.service.connections.imap_client over implicit TLS and STARTTLS, certificates verified."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.backoff import Backoff
-from relay.clock import FrozenClock
 from relay.config import ImapConfig
-from relay.connections import imap_client
 from relay.devservers.dovecot import PrivateDovecot
-from relay.ingest import Ingestor
-from relay.sources.imap import ImapSource
+from relay.ingest.imap import ImapSource
+from relay.ingest.store import Ingestor
+from relay.service.backoff import Backoff
+from relay.service.clock import FrozenClock
+from relay.service.connections import imap_client
 from storage.models import Message
 from tests.fixtures.dovecot import started_or_skip
 from tests.mailgen import varied_messages

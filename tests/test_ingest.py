@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.backoff import Backoff
-from relay.clock import FrozenClock
-from relay.ingest import Ingestor, dedup_key, header_fields
+from relay.ingest.store import Ingestor, dedup_key, header_fields
+from relay.service.backoff import Backoff
+from relay.service.clock import FrozenClock
 from storage.db import make_engine, migrate, session_factory
 from storage.messages import mailbox_state, save_mailbox_state
 from storage.models import Message

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.clock import FrozenClock
 from relay.config import LmtpConfig
-from relay.ingest import Ingestor
-from relay.lmtp import LmtpServer, start_lmtp
+from relay.ingest.lmtp import LmtpServer, start_lmtp
+from relay.ingest.store import Ingestor
+from relay.service.clock import FrozenClock
 from storage.models import Message
 from tests.mailgen import message
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from relay.backoff import Backoff
-from relay.clock import FrozenClock
 from relay.config import MaildirConfig
-from relay.ingest import Ingestor
-from relay.sources.maildir import MaildirSource
+from relay.ingest.maildir import MaildirSource
+from relay.ingest.store import Ingestor
+from relay.service.backoff import Backoff
+from relay.service.clock import FrozenClock
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Message
 from tests.mailgen import varied_messages

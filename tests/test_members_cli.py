@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from relay.clock import FrozenClock
-from relay.members_cli import (
+from relay.cli.members import (
     members_erase,
     members_export,
     members_import,
     members_list,
     members_remove,
 )
-from relay.runtime import Runtime
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime
 from storage.models import AuditEvent, Delivery, Member, Message
 from storage.outbox import enqueue_notice, mark_sent
 from tests.test_membership import command, confirm_token, reply_to_confirmation, runtime
@@ -224,7 +224,7 @@ def test_progress_bar_on_a_terminal_only(engine: Engine, clock: FrozenClock, tmp
 
 
 def test_binrelay_members_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from relay.cli import main
+    from relay.cli.main import main
 
     url = f"sqlite:///{tmp_path / 'members.db'}"
     config_file = tmp_path / "binrelay.toml"

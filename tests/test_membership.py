@@ -11,18 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from relay.clock import FrozenClock
+from mail.message import parse_mail
 from relay.config import parse_config
-from relay.membership import (
-    CATEGORY_LABELS,
-    handle_command,
-    parse_categories,
-    parse_command_line,
-    resolve_ward,
-)
-from relay.mime import parse_mail
-from relay.runtime import Runtime
-from relay.tokens import token_hash
+from relay.members.commands import handle_command, parse_categories
+from relay.service.clock import FrozenClock
+from relay.service.runtime import Runtime, make_classifier
+from relay.service.tokens import token_hash
+from rules.loader import load_rules
 from storage.models import Confirmation, Member
 from tests import mailgen
 from tests.test_approvals_helpers import audit_actions, config_dict, make_runtime, outbox, store
@@ -130,7 +125,7 @@ def test_english_subscribe_by_postcode_and_welcome_in_english(engine: Engine, cl
 
 
 def test_ward_forms(engine: Engine, clock: FrozenClock) -> None:
-    config = membership_config()
+    places = make_classifier(membership_config()).places
     for text, slug in [("Maaspoort", "maaspoort"), ("maaspoort", "maaspoort"), ("MAASPOORT.", "maaspoort"),
                        ("rietvelden", "maaspoort"), ("wijk Maaspoort", "maaspoort"), ("5221", "maaspoort"),
                        ("5222AB", "maaspoort"), ("5222 ab", "maaspoort"), ("5223 XY", "den-bosch-oost"),
@@ -138,10 +133,9 @@ def test_ward_forms(engine: Engine, clock: FrozenClock) -> None:
                        ("den-bosch-oost", "den-bosch-oost"), ("Hïntham", "den-bosch-oost"), ("empel", "empel"),
                        ("wijk: Empel", "empel"), ("voor de wijk Maaspoort graag", "maaspoort"),
                        ("Marathonloop 12", "maaspoort"), ("Maaspoort 5221 AB", "maaspoort")]:
-        ward = resolve_ward(config, text)
-        assert ward is not None and ward.slug == slug, text
+        assert places.ward_for(text) == slug, text
     for text in ["", "Rosmalen", "1234", "52211", "5999 AA", "Empel of Maaspoort", "em"]:
-        assert resolve_ward(config, text) is None, text
+        assert places.ward_for(text) is None, text
 
 
 def test_unknown_ward_answer_lists_wards(engine: Engine, clock: FrozenClock) -> None:
@@ -355,10 +349,13 @@ def test_preferences_from_a_stranger(engine: Engine, clock: FrozenClock) -> None
     assert answer.subject == "You are not a member of BIN Test"
 
 
+RULES = load_rules()
+
+
 def test_category_names() -> None:
-    assert parse_categories("inbraak, vermissing") == (["burglary", "missing_person"], [])
-    assert parse_categories("Burglary; FIRE / oplichting") == (["burglary", "fire", "fraud"], [])
-    assert parse_categories("inbraak, kabouters") == (["burglary"], ["kabouters"])
+    assert parse_categories(RULES, "inbraak, vermissing") == (["burglary", "missing_person"], [])
+    assert parse_categories(RULES, "Burglary; FIRE / oplichting") == (["burglary", "fire", "fraud"], [])
+    assert parse_categories(RULES, "inbraak, kabouters") == (["burglary"], ["kabouters"])
 
 
 def test_answers_to_one_address_are_capped_per_day(engine: Engine, clock: FrozenClock) -> None:
@@ -372,12 +369,15 @@ def test_answers_to_one_address_are_capped_per_day(engine: Engine, clock: Frozen
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=120))
 def test_reading_commands_never_raises(text: str) -> None:
-    config = membership_config()
-    line = parse_command_line(text)
-    assert line.command in (None, "subscribe", "unsubscribe", "help", "preferences")
-    resolve_ward(config, text)
-    categories, _unknown = parse_categories(text)
-    assert set(categories) <= set(CATEGORY_LABELS)
+    classifier = CLASSIFIER
+    line = classifier.commands.parse_line(text)
+    assert line is None or line.command in ("subscribe", "unsubscribe", "help", "preferences")
+    classifier.places.ward_for(text)
+    categories, _unknown = parse_categories(RULES, text)
+    assert set(categories) <= set(RULES.categories)
+
+
+CLASSIFIER = make_classifier(membership_config())
 
 
 def test_a_confirmation_is_used_once_even_by_racing_transactions(engine: Engine, clock: FrozenClock) -> None:

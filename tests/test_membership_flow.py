@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from relay.clock import FrozenClock
 from relay.devservers.smtpsink import RecordingSink
+from relay.service.clock import FrozenClock
 from storage.models import Member, Message
 from tests import mailgen
 from tests.flow import Flow, make_flow, parse

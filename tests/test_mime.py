@@ -1,4 +1,4 @@
-"""relay.mime: every message decoded to what a user would read, never raising."""
+"""mail/: every message decoded to what a user would read, never raising."""
 
 from __future__ import annotations
 
@@ -12,16 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.mime import (
-    MAX_DEPTH,
-    attachment_bytes,
-    auto_reply_reason,
-    decode_bytes,
-    html_to_text,
-    leaf_parts,
-    loop_reason,
-    parse_mail,
-)
+from mail.charsets import decode_bytes
+from mail.html import html_to_text
+from mail.message import MAX_DEPTH, attachment_bytes, leaf_parts, parse_mail
+from rules.automatic import auto_reply_reason, loop_reason
 from tests.mailgen import SHAPES, message, varied_messages
 
 DATA = Path(__file__).parent / "data" / "mime"

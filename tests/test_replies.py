@@ -10,9 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.config import parse_config
-from relay.mime import html_to_text, parse_mail
-from relay.replies import ReplyCommand, new_text, parse_reply, reply_text, resolve_wards
+from mail.html import html_to_text
+from mail.message import parse_mail
+from mail.quotes import new_text
+from relay.config import Config, parse_config
+from rules.loader import load_rules
+from rules.places import Places
+from rules.replies import ReplyCommand, parse_reply
 from tests.test_approvals_helpers import config_dict
 
 # ---------------------------------------------------------------- single commands
@@ -270,6 +274,10 @@ def test_quoted_command_words_never_count() -> None:
 # ---------------------------------------------------------------- ward names
 
 
+def places_of(config: Config) -> Places:
+    return Places(config.directory(), load_rules())
+
+
 def test_resolve_wards_by_name_slug_alias_and_postcode() -> None:
     data = config_dict()
     data["wards"][0]["aliases"] = ["De Maaspoort", "Rosmalen-Zuid"]
@@ -278,7 +286,7 @@ def test_resolve_wards_by_name_slug_alias_and_postcode() -> None:
     config = parse_config(data)
     names = ["MAASPOORT", "empel", "rosmalen zuid", "Binnenstad", "5235 AB", "Atlantis", "de Empel",
              "'s Hertogenbosch-Oost", "s-hertogenbosch-oost"]
-    slugs, unknown = resolve_wards(names, config)
+    slugs, unknown = places_of(config).resolve_names(names)
     assert slugs == ["maaspoort", "empel", "binnenstad", "s-hertogenbosch-oost"]
     assert unknown == ["Atlantis"]
 
@@ -287,8 +295,9 @@ def test_resolve_wards_ignores_accents_and_case() -> None:
     data = config_dict()
     data["wards"].append({"slug": "cafe-wijk", "name": "Café-wijk"})
     config = parse_config(data)
-    assert resolve_wards(["CAFE WIJK", "café-Wijk"], config) == (["cafe-wijk"], [])
-    assert resolve_wards([], config) == ([], [])
+    places = places_of(config)
+    assert places.resolve_names(["CAFE WIJK", "café-Wijk"]) == (["cafe-wijk"], [])
+    assert places.resolve_names([]) == ([], [])
 
 
 # ---------------------------------------------------------------- properties
@@ -331,7 +340,7 @@ def test_every_fixture_has_an_expectation() -> None:
 def test_client_reply(name: str) -> None:
     expected = EXPECTED[name]
     mail = parse_mail((REPLIES / name).read_bytes())
-    text = reply_text(mail)
+    text = new_text(mail.text)
     # Nothing of the quoted request (its instructions, its token) is taken for the coordinator's words.
     assert "doorsturen naar" not in text and "k7m2q4x9a3b5c6d7" not in text and ">" not in text, text
     assert not any(phrase in text.lower() for phrase in ("iphone", "outlook", "galaxy", "yahoo", "k-9", "proton"))

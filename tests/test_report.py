@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.smtpsink import RecordingSink
-from relay.report import ALL, build_report, previous_month, report_command
-from relay.retention import purge
-from relay.tokens import new_token, token_hash
-from storage.models import Classification, Delivery, Member, Message, QueueItem
+from relay.jobs.report import ALL, build_report, previous_month, report_command
+from relay.jobs.retention import purge
+from relay.service.clock import FrozenClock
+from relay.service.tokens import new_token, token_hash
+from storage.models import ClassificationRecord, Delivery, Member, Message, QueueItem
 from tests.flow import Flow, make_flow
 
 NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
@@ -41,13 +41,13 @@ def seed(flow: Flow) -> None:
                               from_address="a@politie.nl", subject="s", body_text="b")
             session.add(message)
             session.flush()
-            session.add(Classification(message_id=message.id, source=source, kind="report", category=category,
+            session.add(ClassificationRecord(message_id=message.id, source=source, kind="report", category=category,
                                        wards=wards, urgency="normal", explanation=[], created_at=at))
         old = Message(dedup_key="old", origin="test", received_at=NOVEMBER - timedelta(days=3), size=1,
                       raw=b"x", status="held")
         session.add(old)
         session.flush()
-        session.add(Classification(message_id=old.id, source="police", kind="report", category="fire",
+        session.add(ClassificationRecord(message_id=old.id, source="police", kind="report", category="fire",
                                    wards=["maaspoort"], urgency="urgent", explanation=[], created_at=old.received_at))
         for n, (minutes, status, wards) in enumerate([(10, "approved", ["maaspoort"]), (20, "approved", ["maaspoort"]),
                                                       (30, "rejected", ["empel"]), (120, "approved", ["maaspoort"])]):

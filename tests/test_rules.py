@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from mail.message import parse_mail
 from relay.config import parse_config
-from relay.mime import parse_mail
 from rules import Classification, Classifier, RuleFileError, load_rules
 from rules.addresses import parse_plus_address
 from tests.mailgen import message
@@ -43,7 +43,7 @@ def config_data(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier(parse_config(config_data()), load_rules())
+    return Classifier(parse_config(config_data()).directory(), load_rules())
 
 
 def classify(classifier: Classifier, subject: str, body: str, sender: str = "Jan <jan@bewoner.nl>",
@@ -158,7 +158,7 @@ def test_five_thousand_streets_in_one_pass() -> None:
     streets = [f"Teststraat{n}" for n in range(5000)]
     data = config_data()
     data["wards"][2]["streets"] = ["Schaapsdijk", *streets]
-    classifier = Classifier(parse_config(data), load_rules())
+    classifier = Classifier(parse_config(data).directory(), load_rules())
     body = "Inbraak aan de Teststraat4321 nummer 5. " * 20
     result = classify(classifier, "Inbraak", body)
     assert result.wards == ["west"]
@@ -186,8 +186,8 @@ def test_kinds(classifier: Classifier) -> None:
         ("unsubscribe", "", "unsubscribe", None),
         ("HELP", "", "help", None),
         ("Hulp", "", "help", None),
-        ("ALLEEN SPOED", "", "preferences", "alleen spoed"),
-        ("CATEGORIEEN inbraak, vermissing", "", "preferences", "categorieen inbraak, vermissing"),
+        ("ALLEEN SPOED", "", "preferences", None),
+        ("CATEGORIEEN inbraak, vermissing", "", "preferences", "inbraak, vermissing"),
     ],
 )
 def test_member_commands(classifier: Classifier, subject: str, body: str, command: str, argument: str | None) -> None:
@@ -255,7 +255,7 @@ def test_every_decision_is_explained(classifier: Classifier) -> None:
 def test_an_operator_file_extends_and_removes(tmp_path: Path) -> None:
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text('[category.vandalism]\nstrong = ["omgekieperd"]\nremove = ["graffiti"]\n')
-    classifier = Classifier(parse_config(config_data()), load_rules(rules_file))
+    classifier = Classifier(parse_config(config_data()).directory(), load_rules(rules_file))
     assert classify(classifier, "Tuin", "Alle kabouters omgekieperd.").category == "vandalism"
     assert classify(classifier, "Muur", "Er is graffiti gespoten.").category != "vandalism"
 

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from relay.devservers.postgres import PrivatePostgres
 from storage import db as db_module
 from storage.db import alembic_config, make_engine, migrate, session_factory
-from storage.models import Alert, Base, Classification, Delivery, Message
+from storage.models import Alert, Base, ClassificationRecord, Delivery, Message
 from tests.fixtures.common import require_or_skip
 
 T0 = datetime(2026, 11, 23, 9, 30, 15, 123456, tzinfo=UTC)
@@ -107,11 +107,12 @@ def test_sqlite_table_rebuild_in_a_migration_keeps_child_rows(
         session.add(_classification(message.id))
     migrations = tmp_path / "migrations"
     shutil.copytree(db_module.MIGRATIONS, migrations)
-    (migrations / "versions" / "9999_rebuild.py").write_text(REBUILD_MIGRATION)
+    head = ScriptDirectory.from_config(db_module.alembic_config(engine)).get_current_head()
+    (migrations / "versions" / "9999_rebuild.py").write_text(REBUILD_MIGRATION.replace("HEAD", str(head)))
     monkeypatch.setattr(db_module, "MIGRATIONS", migrations)
     migrate(engine)
     with factory() as session:
-        assert [c.message_id for c in session.scalars(select(Classification))] == [message.id]
+        assert [c.message_id for c in session.scalars(select(ClassificationRecord))] == [message.id]
     with engine.connect() as conn:
         assert "rebuilt" in {c["name"] for c in inspect(conn).get_columns("messages")}
 
@@ -121,7 +122,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0001"
+down_revision = "HEAD"
 
 
 def upgrade() -> None:
@@ -242,7 +243,7 @@ def test_deleting_a_message_cascades_to_its_classification(db: Engine) -> None:
     with db.begin() as conn:
         conn.execute(MESSAGES.delete())
     with factory() as session:
-        assert session.scalars(select(Classification)).all() == []
+        assert session.scalars(select(ClassificationRecord)).all() == []
 
 
 # -- SQLite specifics ------------------------------------------------------------
@@ -357,8 +358,8 @@ def _message(session: Session | None, dedup_key: str) -> Message:
     return message
 
 
-def _classification(message_id: int, wards: list[Any] | None = None) -> Classification:
-    return Classification(
+def _classification(message_id: int, wards: list[Any] | None = None) -> ClassificationRecord:
+    return ClassificationRecord(
         message_id=message_id,
         source="member",
         kind="report",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import sdnotify
 from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.stack import LoopbackStack
+from relay.service import sdnotify
 from tests.fixtures.common import require_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_daemon_under_a_fake_notify_socket(tmp_path: Path, dovecot_server: Priva
         server.settimeout(1.0)
         environment = {**os.environ, "NOTIFY_SOCKET": str(socket_path), "WATCHDOG_USEC": "2000000"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "--config", str(stack.config_path), "run"],
+            [sys.executable, "-m", "relay.cli.main", "--config", str(stack.config_path), "run"],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         try:

@@ -10,36 +10,42 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.approvals import texts
+from mail.message import ParsedMail
+from mail.quotes import new_text
 from relay.approvals.decide import Decision, decide, decision_context
+from relay.approvals.merging import head_of
 from relay.approvals.requests import may_decide, sender_of
 from relay.config import Config
-from relay.merging import head_of
-from relay.mime import ParsedMail, auto_reply_reason, loop_reason
-from relay.runtime import Runtime
-from relay.tokens import looks_like_token, token_hash
-from storage import audit
-from storage.models import Classification, Message, QueueItem
+from relay.delivery import compose
+from relay.service import texts
+from relay.service.runtime import Runtime
+from relay.service.tokens import looks_like_token, token_hash
+from rules.addresses import find_tag
+from rules.automatic import answer_refusal
+from rules.places import Places
+from rules.replies import parse_reply
+from storage import audit, limits
+from storage.models import ClassificationRecord, Message, QueueItem
 from storage.outbox import enqueue_notice
-from storage.queue import audit_events_by, item_by_token_hash
+from storage.queue import item_by_token_hash
 
 log = logging.getLogger("binrelay.approvals")
 
 SUBJECT_MARKER = re.compile(r"\[BIN-([A-Za-z2-7]{16})\]")
 REFUSAL_ANSWERS_PER_DAY = 3
+REFUSAL_ANSWERS = "refusal_answers"
 PARTNER_WORDS = {"police": "police", "politie": "police", "municipality": "municipality", "gemeente": "municipality"}
 AUTH_RESULT = re.compile(r"^\s*(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 AUTH_DOMAIN = re.compile(r"\b(?:header\.from|smtp\.mailfrom|envelope-from|policy\.from)\s*=\s*\"?<?([^\s;\"<>]+)",
                          re.IGNORECASE)
 
 
-def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> None:
+def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord) -> None:
     """Handle a reply to an approval request (command ``decision``)."""
     now = rt.clock.now()
     sender = sender_of(message, mail) or ""
@@ -52,7 +58,7 @@ def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMa
     if refusal is not None or item is None:
         refuse(rt, session, message, mail, sender, item, refusal or "unknown_token", now)
         return
-    decision = read_decision(rt.config, mail)
+    decision = read_decision(rt.config, rt.classifier.places, mail)
     if isinstance(decision, list):
         ask_again(rt, session, message, mail, sender, item, token or "", decision, now)
         return
@@ -65,10 +71,8 @@ def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMa
 # ---------------------------------------------------------------- the token
 
 
-def reply_token(mail: ParsedMail, cls: Classification, network_address: str) -> str | None:
+def reply_token(mail: ParsedMail, cls: ClassificationRecord, network_address: str) -> str | None:
     """The token from the classification, the ``bin+<token>@`` address, or the ``[BIN-<token>]`` marker."""
-    from rules.addresses import find_tag
-
     found = getattr(cls, "token", None)
     if found and looks_like_token(found):
         return str(found).lower()
@@ -117,16 +121,14 @@ def failed_authentication(mail: ParsedMail, sender: str) -> str | None:
 # ---------------------------------------------------------------- reading the command
 
 
-def read_decision(config: Config, mail: ParsedMail) -> Decision | list[str]:
+def read_decision(config: Config, places: Places, mail: ParsedMail) -> Decision | list[str]:
     """The decision in a reply, or the problems that keep us from acting on it."""
-    from relay.replies import parse_reply, reply_text, resolve_wards
-
-    command = parse_reply(reply_text(mail))
+    command = parse_reply(new_text(mail.text or ""))
     language = texts.language_of(config)
     problems = [str(problem) for problem in command.problems]
     target: list[str] | None = None
     if command.wards:
-        slugs, unknown = resolve_wards(command.wards, config)
+        slugs, unknown = places.resolve_names(command.wards)
         problems += [_unknown_ward(name, language) for name in unknown]
         target = sorted(slugs)
     partners = _partner_kinds(command.partners)
@@ -171,13 +173,7 @@ def _no_partner(kind: str, language: str) -> str:
 
 def _may_answer(config: Config, mail: ParsedMail, sender: str) -> bool:
     """Never answer an automatic message, ourselves, or an address that is not one."""
-    if "@" not in sender:
-        return False
-    network = config.network.address
-    local, _, domain = network.partition("@")
-    if sender == network or (sender.endswith("@" + domain) and sender.startswith(local + "+")):
-        return False
-    return auto_reply_reason(mail) is None and loop_reason(mail, network) is None
+    return answer_refusal(mail, sender, config.network.address) is None
 
 
 def refuse(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
@@ -196,8 +192,8 @@ def refuse(rt: Runtime, session: Session, message: Message, mail: ParsedMail, se
 
 
 def _under_refusal_limit(session: Session, actor: str, now: datetime) -> bool:
-    recent = audit_events_by(session, actor, "reply_refused", now - timedelta(days=1))
-    return sum(1 for event in recent if (event.detail or {}).get("answered")) < REFUSAL_ANSWERS_PER_DAY
+    day = limits.window_start(now, limits.DAY)
+    return limits.count(session, REFUSAL_ANSWERS, limits.address_key(actor), day) <= REFUSAL_ANSWERS_PER_DAY
 
 
 def answer_already_decided(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,

@@ -15,13 +15,16 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.approvals import texts
 from relay.approvals.requests import approvers_of
 from relay.config import Config
-from relay.runtime import Runtime
+from relay.delivery import compose
+from relay.delivery.alerts import forward_reply, publish_alert
+from relay.delivery.followups import publish_followup
+from relay.service import texts
+from relay.service.runtime import Runtime
 from storage import audit
-from storage.models import QueueItem
+from storage.members import member_by_email
+from storage.models import Alert, QueueItem
 from storage.outbox import enqueue_notice
 from storage.queue import claim_decision
 
@@ -95,12 +98,8 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
     elif item.kind == "update" and decision.outcome == "approve":
         publish_update(rt, session, item, actor=actor, now=now)
     elif item.kind == "reply_to_alert" and decision.outcome == "approve":
-        from relay.delivery.alerts import forward_reply
-
         forward_reply(rt, session, item, now=now)
     else:
-        from relay.delivery.alerts import publish_alert
-
         # Partner-only: target_wards is [], so the alert reaches the partners and no member.
         alert = publish_alert(rt, session, item, decided_by=actor, now=now)
         log.info("queue item %s published as alert %s", item.id, getattr(alert, "id", None))
@@ -108,9 +107,6 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
 
 def publish_update(rt: Runtime, session: Session, item: QueueItem, *, actor: str, now: datetime) -> None:
     """An approved update goes to everyone who received the alert, threaded to it."""
-    from relay.followups import publish_followup
-    from storage.models import Alert
-
     alert = session.get(Alert, item.alert_id) if item.alert_id is not None else None
     if alert is None:
         log.error("queue item %s: update without its alert; nothing sent", item.id)
@@ -128,8 +124,6 @@ def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetim
     reporter = (message.from_address or "").lower()
     if not reporter or reporter == rt.config.network.address:
         return
-    from storage.members import member_by_email
-
     member = member_by_email(session, reporter)
     language = member.language if member is not None else texts.language_of(rt.config)
     rendered = rt.templates.render(

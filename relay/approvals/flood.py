@@ -1,4 +1,4 @@
-"""The one summary item per flooding sender and hour (see ``relay.flood``)."""
+"""The one summary item per flooding sender and hour (see ``relay.routing.flood``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from relay.approvals.requests import send_request, timers_for
 from relay.approvals.tokens import issue_token, placeholder_hash
-from relay.runtime import Runtime
+from relay.service.runtime import Runtime
 from storage import audit
 from storage.models import Message, QueueItem
 from storage.queue import add_item

@@ -14,15 +14,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.approvals import texts
+from mail.message import ParsedMail, parse_mail
+from relay.approvals.merging import Duplicate, find_duplicate, group_of
 from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.config import Config
-from relay.merging import Duplicate, find_duplicate, group_of
-from relay.mime import ParsedMail
-from relay.runtime import Runtime
+from relay.delivery import compose
+from relay.service import texts
+from relay.service.runtime import Runtime
+from rules.addresses import find_tag
+from rules.safeguards import AttachmentInfo, Safeguards, load_terms
 from storage import audit
-from storage.models import Alert, Classification, Message, QueueItem
+from storage.members import member_by_email
+from storage.models import Alert, ClassificationRecord, Message, QueueItem
 from storage.outbox import enqueue_notice
 from storage.queue import add_item, alert_by_tag, alerts_by_message_ids
 
@@ -69,7 +72,7 @@ def _unique(addresses: list[str]) -> list[str]:
 # ---------------------------------------------------------------- holding
 
 
-def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> QueueItem:
+def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord) -> QueueItem:
     """Queue a report, an unknown sender's message or a member's reply to an alert."""
     now = rt.clock.now()
     alert = find_alert(session, mail, rt.config.network.address)
@@ -96,7 +99,7 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     return item
 
 
-def new_item(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification, *,
+def new_item(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord, *,
              kind: str, wards: list[str], sender: str | None, now: datetime, **links: Any) -> QueueItem:
     """A pending queue item for ``message`` with its timers and warnings (token issued by the caller)."""
     return add_item(
@@ -116,7 +119,7 @@ def new_item(rt: Runtime, session: Session, message: Message, mail: ParsedMail, 
     )
 
 
-def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification,
+def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord,
                    duplicate: Duplicate, now: datetime) -> QueueItem:
     """Join a pending item (one decision for the group), or propose an update to a sent alert."""
     head = duplicate.head
@@ -143,7 +146,7 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
     return item
 
 
-def item_kind(cls: Classification, alert: Alert | None, sender: str | None) -> str:
+def item_kind(cls: ClassificationRecord, alert: Alert | None, sender: str | None) -> str:
     from_partner = cls.source in ("police", "municipality")
     if alert is not None and sender and sender != (alert.original_sender or "").lower() and not from_partner:
         return "reply_to_alert"
@@ -164,33 +167,25 @@ def timers_for(config: Config, urgency: str, now: datetime) -> dict[str, datetim
     }
 
 
-def warnings_for(rt: Runtime, mail: ParsedMail, cls: Classification, sender: str | None) -> list[dict[str, str]]:
+def warnings_for(rt: Runtime, mail: ParsedMail, cls: ClassificationRecord, sender: str | None) -> list[dict[str, str]]:
     """What the coordinator should look at twice (the rules' safeguards, and ours)."""
     warnings: list[dict[str, str]] = []
     if cls.source == "unknown":
         warnings.append({"kind": "unknown_sender", "evidence": sender or ""})
     if mail.too_large or mail.defects:
         warnings.append({"kind": "unreadable", "evidence": "; ".join(mail.defects[:3])})
-    guard = _safeguards(rt)
-    if guard is not None:
-        from rules.safeguards import AttachmentInfo
-
-        attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
-        warnings.extend(finding.as_dict() for finding in guard.check(mail.text, cls.source, attachments))
+    attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
+    warnings.extend(finding.as_dict() for finding in _safeguards(rt).check(mail.text, cls.source, attachments))
     return warnings
 
 
-def _safeguards(rt: Runtime) -> Any:
-    """One Safeguards per runtime (it compiles patterns); None if unavailable."""
-    if "safeguards" not in rt.extras:
-        try:
-            from rules.safeguards import Safeguards
-        except ImportError:  # pragma: no cover - the rules package is always shipped
-            rt.extras["safeguards"] = None
-        else:
-            streets = [street for ward in rt.config.wards for street in ward.streets]
-            rt.extras["safeguards"] = Safeguards(streets)
-    return rt.extras["safeguards"]
+def _safeguards(rt: Runtime) -> Safeguards:
+    """One Safeguards per runtime (it compiles patterns)."""
+    guard = rt.extras.get("safeguards")
+    if not isinstance(guard, Safeguards):
+        guard = Safeguards([street for ward in rt.config.wards for street in ward.streets])
+        rt.extras["safeguards"] = guard
+    return guard
 
 
 def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
@@ -206,8 +201,6 @@ def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
 
 def find_alert(session: Session, mail: ParsedMail, network_address: str) -> Alert | None:
     """The alert a message answers: by its ``bin+a-<tag>`` address, else by In-Reply-To/References."""
-    from rules.addresses import find_tag
-
     tag = find_tag(mail, network_address)
     if tag is not None and tag.kind == "alert" and (alert := alert_by_tag(session, tag.token)) is not None:
         return alert
@@ -297,8 +290,6 @@ def sender_label(session: Session, config: Config, item: QueueItem, message: Mes
         return f"ONBEKENDE afzender {address}" if language == "nl" else f"UNKNOWN sender {address}"
     if item.source == "coordinator":
         return f"coördinator {address}" if language == "nl" else f"coordinator {address}"
-    from storage.members import member_by_email
-
     member = member_by_email(session, address) if address != "?" else None
     home = [member.ward] if member is not None else (cls.wards if cls else []) or item.proposed_wards or []
     ward = texts.ward_names(config, home[:1], language) if home else ("de buurt" if language == "nl" else "the area")
@@ -315,18 +306,14 @@ def _appearance_advice(item: QueueItem, language: str) -> str | None:
     if not any(isinstance(w, dict) and w.get("kind") == "appearance" for w in item.warnings or []):
         return None
     try:
-        from rules.safeguards import load_terms
-
         return str(load_terms()["appearance_advice"][language])
-    except (ImportError, KeyError):
+    except KeyError:
         return None
 
 
 def _mail_of(message: Message | None, config: Config) -> ParsedMail | None:
     if message is None or message.raw is None:
         return None
-    from relay.mime import parse_mail
-
     return parse_mail(message.raw, config.limits.max_message_bytes)
 
 
@@ -373,7 +360,7 @@ def _waiting(since: datetime, now: datetime, language: str) -> str:
 # ---------------------------------------------------------------- receipt
 
 
-def _acknowledge(config: Config, cls: Classification, kind: str, sender: str | None) -> bool:
+def _acknowledge(config: Config, cls: ClassificationRecord, kind: str, sender: str | None) -> bool:
     if not config.approval.acknowledge_reports or not sender or kind != "report":
         return False
     return cls.source == "member" and sender != config.network.address
@@ -381,8 +368,6 @@ def _acknowledge(config: Config, cls: Classification, kind: str, sender: str | N
 
 def acknowledge(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str, now: datetime) -> None:
     """A short receipt to a resident, with the reminder to call 112 in an emergency."""
-    from storage.members import member_by_email
-
     member = member_by_email(session, sender)
     language = member.language if member is not None else texts.language_of(rt.config)
     rendered = rt.templates.render("answer_received", language, original_subject=compose.header_safe(mail.subject))

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relay.approvals import texts
 from relay.approvals.decide import asked_coordinators
 from relay.approvals.requests import approvers_of, request_context, send_request
 from relay.approvals.tokens import token_for_resend
-from relay.compose import notice
-from relay.runtime import Runtime
+from relay.delivery.compose import notice
+from relay.service import texts
+from relay.service.runtime import Runtime
 from storage import audit
 from storage.models import QueueItem
 from storage.outbox import enqueue_notice

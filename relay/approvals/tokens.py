@@ -21,7 +21,7 @@ from datetime import UTC
 from pathlib import Path
 
 from relay.config import Config
-from relay.tokens import new_token, token_hash
+from relay.service.tokens import new_token, token_hash
 from storage.models import QueueItem
 
 
@@ -70,7 +70,7 @@ def local_key(config: Config) -> bytes | None:
 
 
 def derive_token(key: bytes, item: QueueItem) -> str:
-    """16 characters a-z2-7 (80 bits), like ``relay.tokens.new_token``."""
+    """16 characters a-z2-7 (80 bits), like ``relay.service.tokens.new_token``."""
     # UTC, microseconds: the same text before and after a database round trip.
     stamp = item.created_at.astimezone(UTC).isoformat(timespec="microseconds")
     digest = hmac.new(key, f"binrelay-approval:{item.id}:{stamp}".encode(), hashlib.sha256).digest()

@@ -14,19 +14,18 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.approvals.texts import category_label
+from mail.message import Attachment, parse_mail
 from relay.config import Config, PartnerConfig
-from relay.mime import Attachment, parse_mail
-from relay.runtime import Runtime
-from relay.tokens import new_token
+from relay.delivery import compose
+from relay.service.runtime import Runtime
+from relay.service.texts import category_label
+from relay.service.tokens import new_token
 from storage import audit
 from storage.members import active_members_of_wards, member_by_email
 from storage.models import Alert, Delivery, Member, Message, QueueItem
-from storage.outbox import enqueue_notice
+from storage.outbox import enqueue_alert_copies, enqueue_notice
 
 log = logging.getLogger("binrelay.delivery")
 
@@ -61,7 +60,7 @@ def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by:
     session.add(alert)
     session.flush()
     members = [m for m in active_members_of_wards(session, wards) if wants(m, alert)]
-    _enqueue_members(session, alert, members, now)
+    enqueue_alert_copies(session, alert.id, [(m.id, m.email) for m in members], now)
     partners = _notify_partners(rt, session, item, alert, reporter, now)
     alert.fanned_out_at = now
     item.alert_id = item.alert_id or alert.id
@@ -180,7 +179,7 @@ def _attachment_ref(part: Attachment) -> dict[str, Any]:
 
 
 def wants(member: Member, alert: Alert) -> bool:
-    """An immediate copy, by the member's preferences (``relay.membership``): urgent alerts always;
+    """An immediate copy, by the member's preferences (``relay.members.commands``): urgent alerts always;
     otherwise not with ``urgent_only`` or ``digest`` (``relay.delivery.digest`` sends those daily),
     and only the chosen ``categories``."""
     preferences = member.preferences or {}
@@ -200,16 +199,6 @@ def _home_ward(reporter: Member | None, wards: list[str]) -> str | None:
     if reporter is not None:
         return reporter.ward
     return wards[0] if wards else None
-
-
-def _enqueue_members(session: Session, alert: Alert, members: list[Member], now: datetime) -> None:
-    rows = [
-        {"alert_id": alert.id, "member_id": m.id, "recipient": m.email.lower(), "purpose": "alert",
-         "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
-        for m in members
-    ]
-    if rows:
-        session.execute(insert(Delivery), rows)
 
 
 # ---------------------------------------------------------------- partners

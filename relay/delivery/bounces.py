@@ -15,19 +15,19 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.bounce import Bounce, detect_bounce
-from relay.mime import ParsedMail
-from relay.runtime import Runtime
+from mail.message import ParsedMail
+from relay.delivery import compose
+from relay.service.runtime import Runtime
+from rules.bounces import Bounce, detect_bounce
 from storage import audit
 from storage.members import member_by_email
-from storage.models import Classification, Delivery, Member, Message
+from storage.models import ClassificationRecord, Delivery, Member, Message
 from storage.outbox import enqueue_notice
 
 log = logging.getLogger("binrelay.bounces")
 
 
-def handle_bounce(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: Classification) -> None:
+def handle_bounce(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord) -> None:
     """Find whose address bounced (VERP id first, then the named recipients) and count it."""
     now = rt.clock.now()
     bounce = detect_bounce(mail, rt.config.network.address)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relay import compose
-from relay.approvals.texts import category_label
+from relay.delivery import compose
 from relay.delivery.render import source_label_in, unsubscribe_address
-from relay.runtime import Runtime
-from storage.models import Alert, Delivery, Member
-from storage.outbox import enqueue_notice
+from relay.service.runtime import Runtime
+from relay.service.texts import category_label
+from storage.members import active_members
+from storage.models import Alert, Member
+from storage.outbox import enqueue_notice, last_notice_at
+from storage.queue import alerts_between
 
 log = logging.getLogger("binrelay.delivery")
 
@@ -36,8 +38,6 @@ def wants_digest(member: Member) -> bool:
 
 def digest_due(rt: Runtime, now: datetime | None = None) -> bool:
     """Is it the configured digest hour (or later) today, local time?"""
-    from zoneinfo import ZoneInfo
-
     local = (now or rt.clock.now()).astimezone(ZoneInfo(rt.config.delivery.timezone))
     return local.hour >= rt.config.delivery.digest_hour
 
@@ -47,7 +47,7 @@ def send_digests(rt: Runtime, now: datetime | None = None) -> int:
     now = now or rt.clock.now()
     queued = 0
     with rt.sessions() as session, session.begin():
-        members = [m for m in session.scalars(select(Member).where(Member.status == "active")) if wants_digest(m)]
+        members = [m for m in active_members(session) if wants_digest(m)]
         for member in members:
             queued += _digest_for(rt, session, member, now)
     if queued:
@@ -56,15 +56,13 @@ def send_digests(rt: Runtime, now: datetime | None = None) -> int:
 
 
 def _digest_for(rt: Runtime, session: Session, member: Member, now: datetime) -> int:
-    last = session.scalar(
-        select(func.max(Delivery.created_at)).where(Delivery.member_id == member.id, Delivery.purpose == "digest")
-    )
+    last = last_notice_at(session, member.id, "digest")
     if last is not None and now - last < MIN_INTERVAL:
         return 0
     # After the previous digest (which took everything up to its own time), or
     # from the moment the member joined.
     since = max(last if last is not None else member.joined_at - timedelta(microseconds=1), now - LOOKBACK)
-    alerts = [a for a in _alerts_between(session, since, now) if _belongs(member, a)]
+    alerts = [a for a in alerts_between(session, since, now) if _belongs(member, a)]
     if not alerts:
         return 0
     language = member.language if member.language in ("nl", "en") else rt.config.network.language
@@ -87,11 +85,6 @@ def _digest_for(rt: Runtime, session: Session, member: Member, now: datetime) ->
     row = enqueue_notice(session, recipient=member.email, raw=raw, purpose="digest", now=now)
     row.member_id = member.id
     return 1
-
-
-def _alerts_between(session: Session, since: datetime, until: datetime) -> list[Alert]:
-    query = select(Alert).where(Alert.created_at > since, Alert.created_at <= until).order_by(Alert.created_at)
-    return list(session.scalars(query))
 
 
 def _belongs(member: Member, alert: Alert) -> bool:

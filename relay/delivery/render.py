@@ -18,10 +18,10 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 from urllib.parse import quote
 
-from relay import compose
-from relay.approvals.texts import category_label
 from relay.config import Config
-from relay.templating import Templates
+from relay.delivery import compose
+from relay.service.templating import Templates
+from relay.service.texts import category_label
 from storage.models import Alert, Member
 
 UNSUBSCRIBE_SLOT = "\x00UNSUBSCRIBE\x00"

@@ -37,16 +37,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.orm import Session
 
-from relay import compose
+from mail.message import leaf_parts, parse_mail
 from relay.config import Config
+from relay.delivery import compose
 from relay.delivery.bounces import count_hard_bounce
 from relay.delivery.render import AlertRenderer, AttachmentData
 from relay.delivery.smtp import SendResult, SmtpPool
-from relay.mime import leaf_parts, parse_mail
-from relay.runtime import Runtime
+from relay.service.runtime import Runtime
+from storage.members import member_rows
 from storage.models import Alert, Member, QueueItem
 from storage.outbox import (
     claim_due_rows,
@@ -56,6 +57,7 @@ from storage.outbox import (
     pending_count,
     release,
 )
+from storage.queue import mark_alert_complete
 
 log = logging.getLogger("binrelay.delivery")
 
@@ -226,12 +228,7 @@ def _claim_batch(state: _Pass) -> list[_Job]:
 
 
 def _members_of(connection: Connection, rows: list[Row[Any]]) -> dict[int, Any]:
-    ids = {row.member_id for row in rows if row.member_id is not None}
-    if not ids:
-        return {}
-    query = select(Member.id, Member.email, Member.ward, Member.language, Member.unsubscribe_token,
-                   Member.status).where(Member.id.in_(ids))
-    return {member.id: member for member in connection.execute(query).all()}
+    return member_rows(connection, {row.member_id for row in rows if row.member_id is not None})
 
 
 def _job_for(state: _Pass, connection: Connection, row: Row[Any], members: dict[int, Any]) -> _Job | None:
@@ -452,5 +449,4 @@ def _complete_alerts(state: _Pass) -> None:
     with state.rt.sessions() as session, session.begin():
         for alert_id in sorted(state.alerts_seen):
             if pending_count(session, alert_id) == 0:
-                session.execute(update(Alert).where(Alert.id == alert_id, Alert.completed_at.is_(None))
-                                .values(completed_at=now))
+                mark_alert_complete(session, alert_id, now)

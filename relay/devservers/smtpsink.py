@@ -29,6 +29,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -300,8 +301,6 @@ class RecordingSink:
 
 def main() -> None:
     """``python -m relay.devservers.smtpsink``: serve until stdin closes; print the port, then counts."""
-    import sys
-
     with RecordingSink(keep_bytes=False) as sink:
         print(sink.port, flush=True)
         for line in sys.stdin:

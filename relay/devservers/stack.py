@@ -20,11 +20,11 @@ from typing import Any, Self
 
 import tomli_w
 
-from relay.clock import Clock, SystemClock
-from relay.daemon import Daemon, PassResult
 from relay.devservers.dovecot import PrivateDovecot
 from relay.devservers.smtpsink import RecordingSink
-from relay.tokens import new_token
+from relay.service.clock import Clock, SystemClock
+from relay.service.daemon import Daemon, PassResult
+from relay.service.tokens import new_token
 from storage.models import Member
 
 NETWORK_ADDRESS = "bin@bin-demo.nl"

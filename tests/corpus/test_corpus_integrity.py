@@ -13,8 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from mail.message import parse_mail
 from relay.config import load_config
-from relay.mime import parse_mail
 
 CORPUS = Path(__file__).resolve().parent
 SOURCES = {"police", "municipality", "coordinator", "member", "unknown"}

@@ -12,12 +12,12 @@ import sys
 import threading
 from pathlib import Path
 
-from relay.backoff import Backoff
-from relay.clock import SystemClock
 from relay.config import ImapConfig, MaildirConfig
-from relay.ingest import Ingestor
-from relay.sources.imap import ImapSource
-from relay.sources.maildir import MaildirSource
+from relay.ingest.imap import ImapSource
+from relay.ingest.maildir import MaildirSource
+from relay.ingest.store import Ingestor
+from relay.service.backoff import Backoff
+from relay.service.clock import SystemClock
 from storage.db import make_engine, session_factory
 
 

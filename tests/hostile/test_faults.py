@@ -80,7 +80,7 @@ def test_a_flood_is_stored_limited_summarised_and_does_not_delay_others(stack: L
     for source in stack.daemon.sources:
         while source.run_once():
             pass
-    from relay.pipeline import route_pending
+    from relay.routing.pipeline import route_pending
 
     # The first routing batch already reaches the neighbour: senders take turns.
     route_pending(stack.daemon.runtime, limit=100)

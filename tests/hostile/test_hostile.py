@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.clock import FrozenClock
 from relay.devservers.smtpsink import RecordingSink
+from relay.service.clock import FrozenClock
 from tests.flow import COORDINATORS, Flow, make_flow, parse
 from tests.hostile.cases import CASES, MEMBER, Case
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.clock import FrozenClock
 from relay.devservers.smtpsink import RecordingSink
+from relay.service.clock import FrozenClock
 from tests.flow import COORDINATORS, Flow, make_flow
 from tests.hostile.cases import MEMBER
 from tests.hostile.test_hostile import assert_safe_headers

@@ -1,0 +1,1 @@
+"""The command line: one front end per command over the use cases."""

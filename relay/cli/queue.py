@@ -1,0 +1,118 @@
+"""``binrelay queue ...``: the approval queue for operators.
+
+Decisions go through the same ``decide`` as email replies, so they are as
+atomic and land in the same audit trail (actor ``operator:<user>``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from relay.approvals.decide import Decision, decide
+from relay.service import texts
+from relay.service.runtime import Runtime
+from storage.audit import events_for_item
+from storage.models import QueueItem
+from storage.queue import item_by_id, pending_items
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def item_summary(item: QueueItem) -> dict[str, Any]:
+    message = item.message
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "status": item.status,
+        "source": item.source,
+        "category": item.category,
+        "urgency": item.urgency,
+        "wards": list(item.proposed_wards or []),
+        "target_wards": item.target_wards,
+        "partners": list(item.partners or []),
+        "sender": message.from_address if message is not None else None,
+        "subject": message.subject if message is not None else None,
+        "created_at": item.created_at.isoformat(),
+        "expires_at": item.expires_at.isoformat(),
+        "decided_at": item.decided_at.isoformat() if item.decided_at else None,
+        "decided_by": item.decided_by,
+        "reason": item.reason,
+        "warnings": list(item.warnings or []),
+    }
+
+
+def queue_list(rt: Runtime, as_json: bool, out: TextIO | None = None) -> int:
+    """Pending items, oldest first: one JSON object per line with ``--json``, else a table."""
+    out = out or sys.stdout
+    with rt.sessions() as session:
+        rows = [item_summary(item) for item in pending_items(session)]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False), file=out)
+        return EXIT_OK
+    if not rows:
+        print("no pending items", file=out)
+        return EXIT_OK
+    print(f"{'ID':>6}  {'RECEIVED':16}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT", file=out)
+    for row in rows:
+        received = row["created_at"][:16].replace("T", " ")
+        wards = ",".join(row["wards"]) or "-"
+        subject = (row["subject"] or "").replace("\n", " ")[:60]
+        print(f"{row['id']:>6}  {received:16}  {row['kind']:14}  {row['urgency']:7}  {wards:20}  {subject}", file=out)
+    return EXIT_OK
+
+
+def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
+    """One item: its fields, the message text and its audit trail."""
+    out = out or sys.stdout
+    with rt.sessions() as session:
+        item = item_by_id(session, item_id)
+        if item is None:
+            print(f"binrelay: no queue item {item_id}", file=sys.stderr)
+            return EXIT_FAILURE
+        summary = item_summary(item)
+        text = item.edited_text or (item.message.body_text if item.message is not None else None) or ""
+        events = [(e.at, e.actor, e.action, e.detail) for e in events_for_item(session, item_id)]
+    for key, value in summary.items():
+        if value not in (None, [], ""):
+            print(f"{key + ':':13} {value}", file=out)
+    print("\n----- message -----", file=out)
+    print(texts.trim_text(text, 20000, "en"), file=out)
+    print("----- end of message -----\n", file=out)
+    print("audit trail:", file=out)
+    for at, actor, action, detail in events:
+        print(f"  {at.isoformat(timespec='seconds')}  {actor}  {action}  {json.dumps(detail, ensure_ascii=False)}",
+              file=out)
+    return EXIT_OK
+
+
+def queue_approve(rt: Runtime, item_id: int, operator: str, out: TextIO | None = None) -> int:
+    return _decide(rt, item_id, Decision("approve"), operator, out or sys.stdout)
+
+
+def queue_reject(rt: Runtime, item_id: int, reason: str | None, operator: str, out: TextIO | None = None) -> int:
+    return _decide(rt, item_id, Decision("reject", reason=reason), operator, out or sys.stdout)
+
+
+def _decide(rt: Runtime, item_id: int, decision: Decision, operator: str, out: TextIO) -> int:
+    actor = operator if operator.startswith("operator:") else f"operator:{operator}"
+    now = rt.clock.now()
+    with rt.sessions() as session, session.begin():
+        item = item_by_id(session, item_id)
+        if item is None:
+            print(f"binrelay: no queue item {item_id}", file=sys.stderr)
+            return EXIT_FAILURE
+        if item.status != "pending":
+            print(f"binrelay: item {item_id} is already {item.status}"
+                  f" (by {item.decided_by or '?'} at {texts.local_time(item.decided_at)})", file=sys.stderr)
+            return EXIT_FAILURE
+        won = decide(rt, session, item, decision, actor=actor, now=now)
+        if not won:
+            session.refresh(item)
+            print(f"binrelay: item {item_id} was just decided by {item.decided_by or '?'}", file=sys.stderr)
+            return EXIT_FAILURE
+    print(f"item {item_id} {decision.status}", file=out)
+    return EXIT_OK

@@ -1,1 +1,0 @@
-"""Use cases behind command-line commands that need no running daemon."""

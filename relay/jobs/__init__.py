@@ -1,0 +1,1 @@
+"""Periodic jobs: the monthly report and retention."""

@@ -1,0 +1,1 @@
+"""Members: joining, leaving and settings by email."""

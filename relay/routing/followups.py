@@ -1,0 +1,100 @@
+"""Follow-ups coming in: a coordinator's or partner's AFGEROND in answer to a sent alert.
+
+A coordinator answers their copy of a sent alert with ``AFGEROND <tekst>`` (or
+``RESOLVED <text>``); every member who received the alert gets the closing
+message, threaded to their own copy (In-Reply-To/References). A partner's
+``AFGEROND`` goes through the coordinators first, like any partner message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy.orm import Session
+
+from mail.message import ParsedMail
+from mail.quotes import new_text
+from relay.approvals.requests import hold, new_item, send_request
+from relay.approvals.tokens import issue_token
+from relay.delivery.followups import publish_followup
+from relay.service.runtime import Runtime
+from rules.addresses import find_tag
+from rules.commands import CommandReader
+from storage import audit
+from storage.models import Alert, ClassificationRecord, Message
+from storage.queue import alert_by_tag, alert_made_from, alerts_by_message_ids
+
+log = logging.getLogger("binrelay.routing.followups")
+
+_COPY_ID = re.compile(r"<?alert-([a-z2-7]{16})\.\d+@", re.IGNORECASE)
+
+
+def handle_resolved(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
+                    cls: ClassificationRecord) -> None:
+    """The pipeline's handler for the ``resolved`` command."""
+    alert = alert_answered(session, mail, rt.config.network.address)
+    sender = (message.from_address or "").lower()
+    if alert is not None and cls.source in ("police", "municipality"):
+        propose_closing(rt, session, message, mail, cls, alert)  # the partner, through the coordinators
+        return
+    if alert is None or not may_close(rt, alert, sender):
+        hold(rt, session, message, mail, cls)  # a coordinator looks at it like any message
+        return
+    text = closing_text(rt.classifier.commands, mail)
+    follow_up = publish_followup(rt, session, alert, text, decided_by=sender, now=rt.clock.now())
+    log.info("alert %s closed by %s: follow-up alert %s", alert.id, sender, follow_up.id)
+
+
+def propose_closing(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
+                    cls: ClassificationRecord, alert: Alert) -> None:
+    """A partner's AFGEROND becomes an update for the coordinators to pass on, threaded."""
+    now = rt.clock.now()
+    item = new_item(rt, session, message, mail, cls, kind="update", wards=list(alert.wards or []),
+                    sender=message.from_address, now=now, alert_id=alert.id)
+    item.edited_text = closing_text(rt.classifier.commands, mail) or None
+    item.warnings = [*item.warnings, {"kind": "update", "evidence": alert.subject}]
+    send_request(rt, session, item, issue_token(rt.config, item), now=now)
+    audit.record(session, at=now, actor=(message.from_address or "?").lower(), action="closing_proposed",
+                 queue_item_id=item.id, message_id=message.id, alert_id=alert.id)
+
+
+def alert_answered(session: Session, mail: ParsedMail, network_address: str) -> Alert | None:
+    """The sent alert a message answers: by its bin+a- tag or a copy's Message-ID."""
+    tag = find_tag(mail, network_address)
+    if tag is not None and tag.kind == "alert":
+        alert = alert_by_tag(session, tag.token)
+        if alert is not None:
+            return alert
+    references = [*(mail.references or []), *([mail.in_reply_to] if mail.in_reply_to else [])]
+    for reference in references:
+        copy = _COPY_ID.search(reference)
+        if copy is not None and (alert := alert_by_tag(session, copy.group(1))) is not None:
+            return alert
+    found = alerts_by_message_ids(session, references)
+    return found[0] if found else alert_of_original(session, references)
+
+
+def alert_of_original(session: Session, references: list[str]) -> Alert | None:
+    """The alert made from a message a partner now answers (their own earlier mail)."""
+    ids = [reference.strip() for reference in references if reference.strip()]
+    ids += [f"<{i.strip('<>')}>" for i in ids] + [i.strip("<>") for i in ids]
+    return alert_made_from(session, sorted(set(ids))) if ids else None
+
+
+def may_close(rt: Runtime, alert: Alert, sender: str) -> bool:
+    """Coordinators of the alert's wards and network-wide coordinators close it themselves."""
+    config = rt.config
+    if sender in config.network.coordinators:
+        return True
+    return any(config.is_coordinator(sender, ward) for ward in alert.wards or [])
+
+
+def closing_text(commands: CommandReader, mail: ParsedMail) -> str:
+    """The coordinator's words after AFGEROND/RESOLVED, without the quote below them."""
+    text = new_text(mail.text or "").strip()
+    first, _, rest = text.partition("\n")
+    resolved = commands.resolved(first)
+    if resolved is not None:
+        first = resolved[1]
+    return "\n".join(part for part in (first.strip(), rest.strip()) if part).strip()

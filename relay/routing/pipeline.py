@@ -1,0 +1,167 @@
+"""Route stored messages: one transaction per message.
+
+Ingest only stores raw bytes. Here each ``new`` message is parsed from its
+raw bytes, classified by the rules, and handed to the use case its kind calls
+for, all in one transaction. An exception rolls back that message's routing,
+marks it ``failed`` (the coordinators see it in ``binrelay queue``) and the
+loop goes on with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from threading import Event
+
+from sqlalchemy.orm import Session
+
+from mail.message import ParsedMail, parse_mail
+from relay.approvals.answers import handle_reply
+from relay.approvals.requests import hold
+from relay.delivery.bounces import handle_bounce
+from relay.members.commands import handle_command
+from relay.routing.flood import over_limit
+from relay.routing.followups import handle_resolved
+from relay.service.runtime import Runtime
+from rules import Classification, MemberLookup
+from storage.members import member_ward_map
+from storage.messages import pending_message_ids
+from storage.models import ClassificationRecord, Message
+
+log = logging.getLogger("binrelay.routing.pipeline")
+
+Handler = Callable[[Runtime, Session, Message, ParsedMail, ClassificationRecord], object]
+MEMBER_COMMANDS = frozenset({"subscribe", "unsubscribe", "help", "confirm", "preferences"})
+
+
+@dataclass
+class RouteStats:
+    routed: int = 0
+    dropped: int = 0
+    failed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def choose_handler(cls: ClassificationRecord, command: str | None) -> tuple[str, Handler | None]:
+    """Decide what a classified message calls for: (status, handler)."""
+    if cls.kind == "loop":
+        return "dropped", None
+    if cls.kind == "auto_reply":
+        return "dropped", None
+    if cls.kind == "bounce":
+        return "processed", handle_bounce
+    if cls.kind == "command":
+        if command == "decision":
+            return "processed", handle_reply
+        if command == "resolved":
+            return "processed", handle_resolved
+        if command in MEMBER_COMMANDS:
+            return "processed", handle_command
+        return "held", hold  # a command we cannot place: a coordinator looks
+    return "held", hold
+
+
+def route_message(
+    rt: Runtime, session: Session, message: Message, members: MemberLookup | None = None
+) -> str:
+    """Classify and route one stored message inside the caller's transaction; returns its status."""
+    mail = parse_mail(message.raw or b"", rt.config.limits.max_message_bytes)
+    cls = message.classification or classify_message(rt, session, message, mail, members)
+    if over_limit(rt, session, message, cls):
+        status, handler = "held", None  # kept, and counted in the sender's one summary
+    else:
+        status, handler = choose_handler(cls, cls.command)
+    if handler is not None:
+        handler(rt, session, message, mail, cls)
+    message.status = status
+    message.processed_at = rt.clock.now()
+    log.info(
+        "message %s routed: kind=%s source=%s category=%s wards=%s status=%s",
+        message.id, cls.kind, cls.source, cls.category, ",".join(cls.wards or []) or "-", status,
+    )
+    return status
+
+
+def classify_message(
+    rt: Runtime, session: Session, message: Message, mail: ParsedMail, members: MemberLookup | None
+) -> ClassificationRecord:
+    """Run the rules and keep their decision (with its explanation) next to the message."""
+    lookup = members if members is not None else member_ward_map(session).get
+    result = rt.classifier.classify(mail, lookup)
+    row = classification_row(result, rt.clock.now())
+    # What could not be read comes first: the request shows only the first lines.
+    row.explanation = [*understanding_problems(mail), *row.explanation]
+    message.classification = row
+    message.body_text = mail.text
+    session.add(row)
+    session.flush()
+    return row
+
+
+def classification_row(result: Classification, now: datetime) -> ClassificationRecord:
+    return ClassificationRecord(
+        source=result.source,
+        kind=result.kind,
+        command=result.command,
+        category=result.category,
+        wards=list(result.wards),
+        urgency=result.urgency,
+        explanation=list(result.explanation),
+        partner_name=result.partner,
+        created_at=now,
+    )
+
+
+def understanding_problems(mail: ParsedMail) -> list[str]:
+    """Why a coordinator should look twice: the message could not be read whole."""
+    problems = []
+    if mail.too_large:
+        problems.append(f"message too large ({mail.raw_size} bytes): parts were not decoded")
+    if not mail.text.strip() and not mail.attachments:
+        problems.append("no readable text")
+    problems.extend(f"defect: {defect}" for defect in mail.defects[:5])
+    return problems
+
+
+def route_pending(rt: Runtime, limit: int = 500, stop: Event | None = None) -> RouteStats:
+    """Route every ``new`` message, each in its own transaction.
+
+    The member table is read once per batch, not once per message.
+    """
+    stats = RouteStats()
+    with rt.sessions() as session:
+        ids = pending_message_ids(session, limit)
+        members = member_ward_map(session).get
+    for message_id in ids:
+        if stop is not None and stop.is_set():
+            break
+        _route_one(rt, message_id, stats, members)
+    return stats
+
+
+def _route_one(rt: Runtime, message_id: int, stats: RouteStats, members: MemberLookup) -> None:
+    try:
+        with rt.sessions() as session, session.begin():
+            message = session.get(Message, message_id)
+            if message is None or message.status != "new":
+                return  # another process routed it
+            status = route_message(rt, session, message, members)
+    except Exception as exc:
+        log.exception("message %s could not be routed; held for a coordinator", message_id)
+        _mark_failed(rt, message_id, f"{type(exc).__name__}: {exc}")
+        stats.failed += 1
+        return
+    stats.routed += 1
+    if status == "dropped":
+        stats.dropped += 1
+    stats.by_kind[status] = stats.by_kind.get(status, 0) + 1
+
+
+def _mark_failed(rt: Runtime, message_id: int, error: str) -> None:
+    with rt.sessions() as session, session.begin():
+        message = session.get(Message, message_id)
+        if message is not None:
+            message.status = "failed"
+            message.error = error[:2000]

@@ -1,0 +1,263 @@
+"""The long-running process.
+
+One pass = ingest every source, route what was stored, run due jobs. Between
+passes the main thread waits for mail (IDLE or polling) on an event that a
+signal, the scheduler or the delivery thread can set. Delivery runs in its
+own thread so a 10,000-member fan-out never delays ingest. SIGTERM sets a stop
+flag: the current message finishes, then everything stops cleanly. SIGHUP
+reloads the rules and the member table.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from relay.approvals.timers import run_due
+from relay.approvals.timers import schedule as schedule_approvals
+from relay.config import Config, load_config
+from relay.delivery.digest import digest_due, send_digests
+from relay.delivery.sender import deliver_pending
+from relay.ingest.imap import ImapSource
+from relay.ingest.lmtp import LmtpServer, start_lmtp
+from relay.ingest.maildir import MaildirSource
+from relay.ingest.source import MailSource
+from relay.ingest.store import Ingestor
+from relay.jobs.report import send_monthly
+from relay.jobs.retention import purge
+from relay.routing.pipeline import route_pending
+from relay.service import sdnotify
+from relay.service.clock import Clock, SystemClock
+from relay.service.runtime import Runtime, make_classifier
+from relay.service.templating import Templates
+from storage.db import make_engine, migrate, session_factory
+
+log = logging.getLogger("binrelay.service.daemon")
+
+IDLE_WAIT_SECONDS = 30.0
+DELIVERY_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class PassResult:
+    stored: int = 0
+    routed: int = 0
+    failed: int = 0
+    sent: int = 0
+
+
+@dataclass
+class Daemon:
+    config_path: Path
+    clock: Clock = field(default_factory=SystemClock)
+    engine: Engine | None = None
+    runtime: Runtime | None = None
+    sources: list[MailSource] = field(default_factory=list)
+    ingestor: Ingestor | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    wake_event: threading.Event = field(default_factory=threading.Event)
+    reload_requested: bool = False
+
+    # -- building ---------------------------------------------------------
+    def build(self) -> Runtime:
+        config = load_config(self.config_path)
+        self.engine = make_engine(config.database.url)
+        migrate(self.engine)
+        self.runtime = build_runtime(config, self.engine, self.clock)
+        ingestor = Ingestor(self.runtime.sessions, self.clock, config.limits.max_message_bytes)
+        self.ingestor = ingestor
+        self.sources = build_sources(self.runtime, ingestor)
+        return self.runtime
+
+    def reload(self) -> None:
+        """SIGHUP: rules, templates and members are read again."""
+        assert self.runtime is not None
+        config = self.runtime.config
+        self.runtime.classifier = make_classifier(config)
+        self.runtime.templates = Templates(config)
+        log.info("reloaded rules and members")
+
+    # -- one pass ---------------------------------------------------------
+    def run_pass(self) -> PassResult:
+        assert self.runtime is not None
+        result = PassResult()
+        for source in self.sources:
+            if self.stop_event.is_set():
+                break
+            result.stored += source.run_once()
+        routed = route_pending(self.runtime, stop=self.stop_event)
+        result.routed, result.failed = routed.routed, routed.failed
+        return result
+
+    def run_once(self) -> PassResult:
+        """``binrelay run --once``: all pending work, then exit."""
+
+        assert self.runtime is not None
+        result = self.run_pass()
+        run_due(self.runtime)
+        self._digests()
+        result.sent = deliver_pending(self.runtime).sent
+        return result
+
+    # -- forever ------------------------------------------------------------
+    def run_forever(self) -> None:
+        assert self.runtime is not None
+        self._install_signals()
+        scheduler = self._start_scheduler()
+        delivery = threading.Thread(target=self._delivery_loop, name="delivery", daemon=True)
+        delivery.start()
+        lmtp = self._start_lmtp()
+        ready = False
+        try:
+            while not self.stop_event.is_set():
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self.reload()
+                result = self.run_pass()
+                if not ready:
+                    sdnotify.notify("READY=1")
+                    ready = True
+                sdnotify.notify("WATCHDOG=1")
+                if result.routed:
+                    self.wake_event.set()  # decisions may have queued deliveries
+                    self._kick_delivery()
+                    continue
+                self._wait_for_mail()
+        finally:
+            sdnotify.notify("STOPPING=1")
+            log.info("stopping")
+            self.stop_event.set()
+            self._kick_delivery()
+            scheduler.shutdown(wait=False)
+            delivery.join(timeout=30)
+            for source in self.sources:
+                source.close()
+            if lmtp is not None:
+                lmtp.stop()
+
+    def _wait_for_mail(self) -> None:
+        self.wake_event.clear()
+        timeout = min(IDLE_WAIT_SECONDS, sdnotify.watchdog_interval() or IDLE_WAIT_SECONDS)
+        if self.sources:
+            self.sources[0].wait_for_mail(timeout, self.wake_event)
+        else:
+            self.wake_event.wait(timeout)
+
+    def _start_lmtp(self) -> LmtpServer | None:
+        """The optional LMTP listener (store before 250); new mail wakes the main loop."""
+        assert self.runtime is not None
+        if not self.runtime.config.lmtp.enabled:
+            return None
+
+        assert self.ingestor is not None
+        return start_lmtp(self.runtime.config.lmtp, self.ingestor, arrived=self.wake_event)
+
+    # -- delivery thread ----------------------------------------------------
+    _delivery_kick: threading.Event = field(default_factory=threading.Event)
+
+    def _kick_delivery(self) -> None:
+        self._delivery_kick.set()
+
+    def _delivery_loop(self) -> None:
+
+        assert self.runtime is not None
+        while not self.stop_event.is_set():
+            self._delivery_kick.clear()
+            try:
+                deliver_pending(self.runtime, stop=self.stop_event)
+            except Exception:
+                log.exception("delivery pass failed; retrying")
+            self._delivery_kick.wait(DELIVERY_WAIT_SECONDS)
+
+    # -- scheduler and signals ----------------------------------------------
+    def _start_scheduler(self) -> BackgroundScheduler:
+
+        assert self.runtime is not None
+        scheduler = BackgroundScheduler(timezone="UTC")
+        schedule_approvals(scheduler, self.runtime)
+        scheduler.add_job(
+            self._guarded(self._purge), "cron", hour=3, minute=17, id="retention",
+            coalesce=True, max_instances=1,
+        )
+        scheduler.add_job(
+            self._guarded(self._digests), "cron", minute=0, id="digests",
+            coalesce=True, max_instances=1,
+        )
+        scheduler.add_job(
+            self._guarded(self._monthly_report), "cron", day=1, hour=8, id="monthly_report",
+            coalesce=True, max_instances=1,
+        )
+        # Reminders, digests and reports enqueue mail: let delivery pick it up at once.
+        scheduler.add_job(self._kick_delivery, "interval", seconds=30, id="kick", coalesce=True)
+        scheduler.start()
+        return scheduler
+
+    def _digests(self) -> None:
+
+        assert self.runtime is not None
+        if digest_due(self.runtime):
+            send_digests(self.runtime)  # at most one per member per day, however often called
+
+    def _monthly_report(self) -> None:
+
+        assert self.runtime is not None
+        send_monthly(self.runtime)
+
+    def _purge(self) -> None:
+
+        assert self.runtime is not None
+        purge(self.runtime, self.clock.now())
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("scheduled job %s failed", job.__name__)
+
+        return run
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping after the current message", signal.Signals(signum).name)
+        self.stop_event.set()
+        self.wake_event.set()
+
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload_requested = True
+        self.wake_event.set()
+
+
+def build_runtime(config: Config, engine: Engine, clock: Clock) -> Runtime:
+    classifier = make_classifier(config)
+    return Runtime(
+        config=config,
+        sessions=session_factory(engine),
+        classifier=classifier,
+        templates=Templates(config),
+        clock=clock,
+    )
+
+
+def build_sources(rt: Runtime, ingestor: Ingestor) -> list[MailSource]:
+
+    config = rt.config
+    sources: list[MailSource] = []
+    if config.imap is not None:
+        sources.append(ImapSource(config.imap, ingestor, rt.sessions, rt.clock))
+    if config.maildir is not None:
+        sources.append(MaildirSource(config.maildir, ingestor))
+    return sources
