@@ -1,14 +1,19 @@
-"""Evaluate the classifier on a labelled corpus.
+"""Evaluate the classifier on the labelled corpora.
 
-    .venv/bin/python bench/classify_eval.py [--corpus tests/corpus] [--verbose]
+    .venv/bin/python bench/classify_eval.py [--corpus DIR] [--verbose]
 
-The corpus folder holds ``config.toml`` (the city), ``members.csv``
-(email,name,ward: who counts as a member), ``labels.jsonl`` (one object per
-message: file, source, kind, category, wards, urgency) and ``eml/``. Prints
-the accuracy per field over all messages, the category/wards/urgency accuracy
-over the reports only, a confusion table for the category, the time per
-message, and with ``--verbose`` every mismatch. Always exits 0: this measures,
-it does not judge.
+Without ``--corpus`` both corpora are measured: the invented one
+(``tests/corpus``) and the real-text one (``tests/corpus/real``), the latter
+in its two parts: ``tune`` (what the rules may be tuned on) and ``heldout``
+(never looked at while tuning). A corpus folder holds ``labels.jsonl`` (one
+object per message: file, source, kind, category, wards, urgency, and for the
+real corpus url and part) and ``eml/``; ``config.toml`` (the city) and
+``members.csv`` (who counts as a member) are read from the folder or its
+parent. Prints the accuracy per field, the category/wards/urgency accuracy over
+the reports, a confusion table, the time per message, and with ``--verbose``
+every mismatch of the invented corpus and the tuning part (held-out mismatches
+only with ``--show-heldout``, once the tuning is done). Always exits 0: this
+measures, it does not judge.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mail.message import parse_mail
+from mail.quotes import own_text
 from relay.config import load_config
 from relay.service.runtime import make_classifier
+from rules import load_rules
+from rules.safeguards import RESIDENT_SOURCES, AttachmentInfo, Safeguards
 
 FIELDS = ("source", "kind", "category", "wards", "urgency")
 REPORT_FIELDS = ("category", "wards", "urgency")
@@ -78,13 +86,19 @@ def read_labels(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def evaluate(corpus: Path) -> Evaluation:
+def beside(corpus: Path, name: str) -> Path:
+    """``name`` in the corpus folder, else in its parent (the real corpus shares the town)."""
+    return corpus / name if (corpus / name).exists() else corpus.parent / name
 
-    config = load_config(corpus / "config.toml")
+
+def evaluate(corpus: Path, part: str | None = None) -> Evaluation:
+    config = load_config(beside(corpus, "config.toml"))
     classifier = make_classifier(config)
-    members = read_members(corpus / "members.csv")
+    members = read_members(beside(corpus, "members.csv"))
     evaluation = Evaluation()
     for label in read_labels(corpus / "labels.jsonl"):
+        if part is not None and label.get("part") != part:
+            continue
         path = corpus / "eml" / label["file"]
         if not path.exists():
             evaluation.missing.append(label["file"])
@@ -152,10 +166,6 @@ def print_safeguards(corpus: Path) -> None:
     plate, a phone number, a photo or an appearance description; every other
     resident's report is clean and should raise no warning (target: at most 2%).
     """
-    from mail.quotes import own_text
-    from rules import load_rules
-    from rules.safeguards import RESIDENT_SOURCES, AttachmentInfo, Safeguards
-
     config = load_config(corpus / "config.toml")
     rules = load_rules(config.rules.path)
     guard = Safeguards(streets=[street for ward in config.wards for street in ward.streets])
@@ -185,21 +195,42 @@ def print_safeguards(corpus: Path) -> None:
         print(f"    false alarm: {line}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=ROOT / "tests" / "corpus")
-    parser.add_argument("--verbose", action="store_true", help="list every mismatch")
-    args = parser.parse_args(argv)
-    evaluation = evaluate(args.corpus)
-    print(f"corpus: {args.corpus}")
+INVENTED = ROOT / "tests" / "corpus"
+REAL = INVENTED / "real"
+
+
+def report(title: str, corpus: Path, part: str | None, verbose: bool) -> Evaluation:
+    evaluation = evaluate(corpus, part)
+    print(f"\n=== {title}: {corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus}"
+          + (f", part {part}" if part else ""))
     if evaluation.missing:
         print(f"labelled but missing: {', '.join(evaluation.missing)}")
     print_accuracy(evaluation)
     print_confusion(evaluation)
-    if (args.corpus / "safeguards.jsonl").exists():
-        print_safeguards(args.corpus)
-    if args.verbose:
+    if (corpus / "safeguards.jsonl").exists() and part is None:
+        print_safeguards(corpus)
+    if verbose:
         print_mismatches(evaluation)
+    return evaluation
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, help="one corpus folder (default: both corpora)")
+    parser.add_argument("--verbose", action="store_true", help="list every mismatch (not the held-out part's)")
+    parser.add_argument("--show-heldout", action="store_true",
+                        help="with --verbose, list the held-out part's mismatches too (only after tuning)")
+    args = parser.parse_args(argv)
+    if args.corpus is not None:
+        parts = sorted({row.get("part") for row in read_labels(args.corpus / "labels.jsonl")} - {None})
+        for part in parts or [None]:
+            show = args.verbose and (part != "heldout" or args.show_heldout)
+            report("corpus", args.corpus, part, show)
+        return 0
+    report("invented corpus (our own examples)", INVENTED, None, args.verbose)
+    report("real-text corpus, tuning part", REAL, "tune", args.verbose)
+    report("real-text corpus, held-out part (never tuned on)", REAL, "heldout",
+           args.verbose and args.show_heldout)
     return 0
 
 

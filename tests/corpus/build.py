@@ -5,7 +5,11 @@ shape a real mail client would produce (plain, quoted-printable, base64,
 Outlook HTML, multipart/alternative, windows-1252, ISO-8859-1, a mislabelled
 charset, forwards, quoted replies, phone signatures) and writes
 ``eml/<name>.eml`` and ``labels.jsonl``. The .eml files are the corpus; this
-script only makes them reproducible. Run: ``python tests/corpus/build.py``.
+script only makes them reproducible. Run: ``python tests/corpus/build.py``, or
+``python tests/corpus/build.py tests/corpus/real`` for the real-text corpus
+(``real/src/*.txt``, same syntax plus ``url:``; see ``real/AUTHORING.md``),
+whose labels also carry each message's source URL and its part: ``tune`` or
+``heldout``, decided once from a hash of the message's name.
 
 Block syntax of a source file::
 
@@ -20,6 +24,7 @@ Block syntax of a source file::
     quote: the quoted text        ("\\n" for a new line)
     header: Name: value           (repeatable)
     label: SOURCE KIND CATEGORY WARDS URGENCY   (WARDS: a,b | - for none | all)
+    url: https://...              (real corpus: the published text it follows)
     ---
     the body (for format raw: the whole message, headers included)
 """
@@ -27,6 +32,7 @@ Block syntax of a source file::
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import quopri
 import re
@@ -42,6 +48,14 @@ HERE = Path(__file__).resolve().parent
 NETWORK = "bin@bin-denbosch.nl"
 FIELDS = ("source", "kind", "category", "wards", "urgency")
 START = datetime(2026, 10, 5, 7, 12, tzinfo=UTC)
+# The real-text corpus's held-out part: about a third, fixed by each name's hash. Never tune on it.
+HELDOUT_PERCENT = 35
+
+
+def part_of(name: str) -> str:
+    """'tune' or 'heldout' for a real-corpus message, by its name alone (stable, decided once)."""
+    bucket = int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "heldout" if bucket < HELDOUT_PERCENT else "tune"
 
 
 @dataclass
@@ -310,7 +324,11 @@ def render(entry: Entry, index: int) -> bytes:
 
 def build(root: Path) -> int:
     """Write ``root/eml/*.eml`` and ``root/labels.jsonl``; the number of messages."""
-    entries = [entry for path in sorted((HERE / "src").glob("*.txt")) for entry in read_entries(path)]
+    sources = root / "src" if (root / "src").is_dir() else HERE / "src"
+    entries = [entry for path in sorted(sources.glob("*.txt")) for entry in read_entries(path)]
+    real = any(entry.get("url") for entry in entries)
+    if real and not all(entry.get("url") for entry in entries):
+        raise SystemExit("real corpus: every message needs a url: line")
     names = [entry.name for entry in entries]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
@@ -323,7 +341,8 @@ def build(root: Path) -> int:
     labels = []
     for index, entry in enumerate(entries):
         (out / f"{entry.name}.eml").write_bytes(render(entry, index))
-        labels.append({"file": f"{entry.name}.eml", **entry.label})
+        provenance = {"url": entry.get("url"), "part": part_of(entry.name)} if real else {}
+        labels.append({"file": f"{entry.name}.eml", **entry.label, **provenance})
     with (root / "labels.jsonl").open("w", encoding="utf-8") as handle:
         for label in sorted(labels, key=lambda item: str(item["file"])):
             handle.write(json.dumps(label, ensure_ascii=False) + "\n")
