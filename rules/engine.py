@@ -22,11 +22,12 @@ from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
 from rules.places import Places
+from rules.vocabulary import PARTNERS, Source
 
 MemberLookup = Callable[[str], str | None]
 
-PARTNER_KINDS = ("police", "municipality")
-AUTHORITATIVE_SOURCES = ("police", "municipality", "coordinator")
+# Who may close a sent alert with AFGEROND (a partner's closing goes through the coordinators).
+AUTHORITATIVE_SOURCES = (*PARTNERS, Source.COORDINATOR)
 _BULK_ONLY = re.compile(r"^header Precedence: (bulk|list)", re.IGNORECASE)
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mail.text import fold
+from rules.vocabulary import CATEGORIES
 
 DEFAULTS = Path(__file__).with_name("defaults")
-CATEGORIES = ("burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
-              "missing_person", "fire", "traffic", "info", "other")
 WEIGHTS = {"strong": 3.0, "terms": 2.0, "behaviour": 2.0, "weak": 1.0}
 URGENCIES = ("urgent", "normal", "low")
 COMMAND_LANGUAGES = {"nl": "nl", "en": "en", "any": None}

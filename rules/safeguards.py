@@ -24,8 +24,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from rules.vocabulary import Source
+
 TERMS_FILE = Path(__file__).with_name("safeguards.toml")
-RESIDENT_SOURCES = frozenset({"member", "unknown", "coordinator"})
+RESIDENT_SOURCES = frozenset({Source.MEMBER, Source.UNKNOWN, Source.COORDINATOR})
 MAX_EVIDENCE = 80
 
 # Dutch licence-plate sidecodes: L = letter, D = digit.

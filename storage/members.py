@@ -9,20 +9,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Text, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, AuditEvent, Confirmation, Delivery, Member, Message, QueueItem
+from storage.models import (
+    Alert,
+    AuditEvent,
+    Confirmation,
+    Delivery,
+    Member,
+    MemberStatus,
+    Message,
+    QueueItem,
+)
 
 
 def member_ward_map(session: Session) -> dict[str, str]:
     """Lower-case address -> ward slug, for every active member."""
-    rows = session.execute(select(Member.email, Member.ward).where(Member.status == "active"))
+    rows = session.execute(select(Member.email, Member.ward).where(Member.status == MemberStatus.ACTIVE))
     return {email.lower(): ward for email, ward in rows}
 
 
 def active_members(session: Session) -> list[Member]:
-    query = select(Member).where(Member.status == "active").order_by(Member.id)
+    query = select(Member).where(Member.status == MemberStatus.ACTIVE).order_by(Member.id)
     return list(session.scalars(query))
 
 
@@ -31,7 +40,7 @@ def active_members_of_wards(session: Session, wards: Iterable[str]) -> list[Memb
     slugs = sorted(set(wards))
     if not slugs:
         return []
-    query = select(Member).where(Member.status == "active", Member.ward.in_(slugs)).order_by(Member.id)
+    query = select(Member).where(Member.status == MemberStatus.ACTIVE, Member.ward.in_(slugs)).order_by(Member.id)
     return list(session.scalars(query))
 
 
@@ -91,12 +100,12 @@ def upsert_member(
     if member is None:
         member = Member(
             email=normalise_email(email), name=name, ward=ward, postcode=postcode, language=language or "nl",
-            status="active", bounce_score=0, unsubscribe_token=unsubscribe_token, preferences={}, joined_at=now,
+            status=MemberStatus.ACTIVE, bounce_score=0, unsubscribe_token=unsubscribe_token, preferences={}, joined_at=now,
         )
         session.add(member)
         return member, True
     if member.status != "active":
-        member.status, member.joined_at, member.left_at, member.disabled_at = "active", now, None, None
+        member.status, member.joined_at, member.left_at, member.disabled_at = MemberStatus.ACTIVE, now, None, None
         member.bounce_score = 0
     member.ward = ward
     if name is not None:
@@ -114,7 +123,7 @@ def list_members(session: Session, ward: str | None = None, include_left: bool =
     if ward is not None:
         query = query.where(Member.ward == ward)
     if not include_left:
-        query = query.where(Member.status != "left")
+        query = query.where(Member.status != MemberStatus.LEFT)
     return list(session.scalars(query))
 
 
@@ -123,7 +132,7 @@ def remove_member(session: Session, email: str, now: datetime) -> Member | None:
     member = member_by_email(session, email)
     if member is None or member.status == "left":
         return None
-    member.status, member.left_at = "left", now
+    member.status, member.left_at = MemberStatus.LEFT, now
     return member
 
 

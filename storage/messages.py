@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from storage.models import ClassificationRecord, MailboxState, Message
+from storage.models import ClassificationRecord, MailboxState, Message, MessageStatus
 
 
 def message_id_by_dedup_key(session: Session, dedup_key: str) -> int | None:
@@ -72,7 +72,7 @@ def pending_message_ids(session: Session, limit: int) -> list[int]:
     """New messages, senders taking turns: a flood from one address cannot hold
     up everybody else's mail until all of it has been routed."""
     turn = func.row_number().over(partition_by=func.lower(Message.from_address), order_by=Message.id)
-    ranked = select(Message.id, turn.label("turn")).where(Message.status == "new").subquery()
+    ranked = select(Message.id, turn.label("turn")).where(Message.status == MessageStatus.NEW).subquery()
     query = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
     return list(session.scalars(query))
 

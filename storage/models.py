@@ -7,6 +7,7 @@ the allowed values listed next to them (checked by the code that writes them).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -49,6 +50,42 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class MessageStatus(StrEnum):
+    NEW = "new"  # stored, not yet routed
+    PROCESSED = "processed"  # a command, bounce or decision carried out
+    HELD = "held"  # waiting for (or decided by) a coordinator
+    FAILED = "failed"  # routing raised; held for a human
+    DROPPED = "dropped"  # an auto-reply or loop: kept, never forwarded
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    MERGED = "merged"  # joined another item; decided with it
+
+
+class ItemKind(StrEnum):
+    REPORT = "report"
+    UNKNOWN_SENDER = "unknown_sender"
+    REPLY_TO_ALERT = "reply_to_alert"
+    FLOOD_SUMMARY = "flood_summary"
+    UPDATE = "update"  # a follow-up to a sent alert
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # 5xx, out of attempts, or the recipient is gone
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"  # by bounces
+    LEFT = "left"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UtcDateTime()}  # noqa: RUF012 - read by SQLAlchemy
 
@@ -70,8 +107,7 @@ class Message(Base):
     from_address: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     body_text: Mapped[str | None] = mapped_column(Text)  # normalised; None once purged
-    # new | processed | held | failed | dropped
-    status: Mapped[str] = mapped_column(String(20), default="new")
+    status: Mapped[str] = mapped_column(String(20), default=MessageStatus.NEW)  # a MessageStatus
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
@@ -113,10 +149,8 @@ class QueueItem(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    # report | unknown_sender | reply_to_alert | flood_summary
-    kind: Mapped[str] = mapped_column(String(20), default="report")
-    # pending | approved | rejected | expired
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    kind: Mapped[str] = mapped_column(String(20), default=ItemKind.REPORT)  # an ItemKind
+    status: Mapped[str] = mapped_column(String(20), default=ItemStatus.PENDING)  # an ItemStatus
     source: Mapped[str] = mapped_column(String(20))
     category: Mapped[str | None] = mapped_column(String(30))
     urgency: Mapped[str] = mapped_column(String(10), default="normal")
@@ -190,8 +224,7 @@ class Delivery(Base):
     # For notices (approval requests, answers, confirmations) the full message.
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     purpose: Mapped[str] = mapped_column(String(30), default="alert")
-    # pending | sent | failed (5xx, or out of attempts)
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    status: Mapped[str] = mapped_column(String(10), default=DeliveryStatus.PENDING)  # a DeliveryStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
@@ -217,8 +250,7 @@ class Member(Base):
     ward: Mapped[str] = mapped_column(String(60))
     postcode: Mapped[str | None] = mapped_column(String(10))
     language: Mapped[str] = mapped_column(String(2), default="nl")
-    # active | disabled | left
-    status: Mapped[str] = mapped_column(String(10), default="active")
+    status: Mapped[str] = mapped_column(String(10), default=MemberStatus.ACTIVE)  # a MemberStatus
     bounce_score: Mapped[int] = mapped_column(Integer, default=0)
     # Personal token for List-Unsubscribe; random, not guessable.
     unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, Delivery
+from storage.models import Alert, Delivery, DeliveryStatus
 
 MAX_ERROR_CHARS = 1000
 
@@ -47,7 +47,7 @@ def enqueue_alert_copies(session: Session, alert_id: int, recipients: Sequence[t
     """One pending row per (member id, address): the copies of an alert, rendered at send time."""
     rows = [
         {"alert_id": alert_id, "member_id": member_id, "recipient": address.lower(), "purpose": "alert",
-         "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+         "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now}
         for member_id, address in recipients
     ]
     if rows:
@@ -60,7 +60,7 @@ def recipients_of_alert(session: Session, alert_id: int) -> list[tuple[int, str]
     query = (
         select(Delivery.member_id, Delivery.recipient)
         .where(Delivery.alert_id == alert_id, Delivery.member_id.is_not(None),
-               Delivery.status.in_(("sent", "pending")))
+               Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.PENDING)))
         .order_by(Delivery.id)
     )
     return [(member_id, recipient) for member_id, recipient in session.execute(query) if member_id]
@@ -69,7 +69,7 @@ def recipients_of_alert(session: Session, alert_id: int) -> list[tuple[int, str]
 def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
     query = (
         query.where(
-            Delivery.status == "pending",
+            Delivery.status == DeliveryStatus.PENDING,
             Delivery.next_attempt_at <= now,
             or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
         )
@@ -126,7 +126,7 @@ def mark_sent(session: Session | Connection, delivery_ids: Sequence[int], now: d
     session.execute(
         update(Delivery)
         .where(Delivery.id.in_(list(delivery_ids)))
-        .values(status="sent", sent_at=now, attempts=Delivery.attempts + 1, claimed_by=None,
+        .values(status=DeliveryStatus.SENT, sent_at=now, attempts=Delivery.attempts + 1, claimed_by=None,
                 claimed_until=None, last_error=None)
         .execution_options(synchronize_session=False)
     )
@@ -148,7 +148,7 @@ def mark_failed(session: Session | Connection, delivery_id: int, error: str) -> 
     session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id)
-        .values(status="failed", attempts=Delivery.attempts + 1, last_error=error[:MAX_ERROR_CHARS],
+        .values(status=DeliveryStatus.FAILED, attempts=Delivery.attempts + 1, last_error=error[:MAX_ERROR_CHARS],
                 claimed_by=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -160,7 +160,7 @@ def release(session: Session | Connection, delivery_ids: Sequence[int], worker: 
         return
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.claimed_by == worker, Delivery.status == "pending")
+        .where(Delivery.id.in_(list(delivery_ids)), Delivery.claimed_by == worker, Delivery.status == DeliveryStatus.PENDING)
         .values(claimed_by=None, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -174,7 +174,7 @@ def last_notice_at(session: Session, member_id: int, purpose: str) -> datetime |
 
 
 def pending_count(session: Session, alert_id: int | None = None) -> int:
-    query = select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
+    query = select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.PENDING)
     if alert_id is not None:
         query = query.where(Delivery.alert_id == alert_id)
     return int(session.scalar(query) or 0)

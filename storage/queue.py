@@ -17,9 +17,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage.models import Alert, AuditEvent, Message, QueueItem
+from storage.models import Alert, AuditEvent, ItemStatus, Message, QueueItem
 
-DECIDED_STATUSES = frozenset({"approved", "rejected"})
+DECIDED_STATUSES = frozenset({ItemStatus.APPROVED, ItemStatus.REJECTED})
 # Timer columns: (when it is due, when it was done).
 TIMERS = {
     "remind": (QueueItem.remind_at, QueueItem.reminded_at),
@@ -29,7 +29,7 @@ TIMERS = {
 
 def add_item(session: Session, **fields: Any) -> QueueItem:
     """Add a pending item and flush it, so it has an id."""
-    item = QueueItem(status="pending", **fields)
+    item = QueueItem(status=ItemStatus.PENDING, **fields)
     session.add(item)
     session.flush()
     return item
@@ -44,7 +44,7 @@ def item_by_token_hash(session: Session, digest: str) -> QueueItem | None:
 
 
 def pending_items(session: Session) -> list[QueueItem]:
-    query = select(QueueItem).where(QueueItem.status == "pending").order_by(QueueItem.created_at, QueueItem.id)
+    query = select(QueueItem).where(QueueItem.status == ItemStatus.PENDING).order_by(QueueItem.created_at, QueueItem.id)
     return list(session.scalars(query))
 
 
@@ -70,7 +70,7 @@ def claim_decision(
         raise ValueError(f"not a decision: {status!r}")
     statement = (
         update(QueueItem)
-        .where(QueueItem.id == item_id, QueueItem.status == "pending", QueueItem.token_used_at.is_(None))
+        .where(QueueItem.id == item_id, QueueItem.status == ItemStatus.PENDING, QueueItem.token_used_at.is_(None))
         .values(status=status, decided_by=decided_by, decided_at=now, token_used_at=now, **changes)
         .execution_options(synchronize_session=False)
     )
@@ -86,8 +86,8 @@ def expire_item(session: Session, item_id: int, now: datetime) -> bool:
     """Mark a pending item expired; False when a decision came first."""
     statement = (
         update(QueueItem)
-        .where(QueueItem.id == item_id, QueueItem.status == "pending", QueueItem.token_used_at.is_(None))
-        .values(status="expired", decided_at=now, decided_by="system")
+        .where(QueueItem.id == item_id, QueueItem.status == ItemStatus.PENDING, QueueItem.token_used_at.is_(None))
+        .values(status=ItemStatus.EXPIRED, decided_at=now, decided_by="system")
         .execution_options(synchronize_session=False)
     )
     return _changed_one(session.execute(statement))
@@ -98,7 +98,7 @@ def mark_timer_done(session: Session, item_id: int, timer: str, now: datetime) -
     _, done = TIMERS[timer]
     statement = (
         update(QueueItem)
-        .where(QueueItem.id == item_id, QueueItem.status == "pending", done.is_(None))
+        .where(QueueItem.id == item_id, QueueItem.status == ItemStatus.PENDING, done.is_(None))
         .values({done.key: now})
         .execution_options(synchronize_session=False)
     )
@@ -109,7 +109,7 @@ def due_ids(session: Session, timer: str, now: datetime, limit: int = 200) -> li
     """Pending items whose reminder or escalation is due and not yet done."""
     due, done = TIMERS[timer]
     conditions: Sequence[ColumnElement[bool]] = (
-        QueueItem.status == "pending",
+        QueueItem.status == ItemStatus.PENDING,
         due.is_not(None),
         due <= now,
         done.is_(None),
@@ -122,7 +122,7 @@ def due_ids(session: Session, timer: str, now: datetime, limit: int = 200) -> li
 def expired_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
     query = (
         select(QueueItem.id)
-        .where(QueueItem.status == "pending", QueueItem.expires_at <= now)
+        .where(QueueItem.status == ItemStatus.PENDING, QueueItem.expires_at <= now)
         .order_by(QueueItem.expires_at, QueueItem.id)
         .limit(limit)
     )
@@ -136,7 +136,7 @@ def merge_candidates(session: Session, *, kinds: Sequence[str], category: str | 
         select(QueueItem)
         .where(
             QueueItem.kind.in_(list(kinds)),
-            QueueItem.status.in_(("pending", "approved")),
+            QueueItem.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
             QueueItem.merged_into_id.is_(None),
             QueueItem.category == category,
             QueueItem.created_at >= since,

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import ClassificationRecord, Delivery, Member, Message, QueueItem
+from storage.models import ClassificationRecord, Delivery, ItemStatus, Member, Message, QueueItem
 
-DECIDED = ("approved", "rejected", "expired")
+DECIDED = (ItemStatus.APPROVED, ItemStatus.REJECTED, ItemStatus.EXPIRED)
 
 
 def reports_received(session: Session, start: datetime, end: datetime) -> list[tuple[str, str | None, list[Any]]]:

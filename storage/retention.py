@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Select, String, cast, literal, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, AuditEvent, Delivery, Message
+from storage.models import Alert, AuditEvent, Delivery, DeliveryStatus, Message
 
 PURGED = "purged"
 
@@ -45,7 +45,7 @@ def purge_alerts(session: Session, cutoff: datetime, now: datetime, batch: int) 
 def purge_deliveries(session: Session, cutoff: datetime, now: datetime, batch: int) -> int:
     """Finished deliveries lose their bytes and address (unique per alert: a stand-in per row)."""
     ids = _ids(session, select(Delivery.id).where(
-        Delivery.created_at < cutoff, Delivery.status.in_(("sent", "failed")),
+        Delivery.created_at < cutoff, Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.FAILED)),
         Delivery.recipient.not_like(f"{PURGED}-%"),
     ).order_by(Delivery.id).limit(batch))
     if ids:

@@ -30,7 +30,7 @@ from rules.automatic import answer_refusal
 from rules.places import Places
 from rules.replies import parse_reply
 from storage import audit, limits
-from storage.models import ClassificationRecord, Message, QueueItem
+from storage.models import ClassificationRecord, ItemStatus, Message, QueueItem
 from storage.outbox import enqueue_notice
 from storage.queue import item_by_token_hash
 
@@ -94,9 +94,9 @@ def refusal_reason(config: Config, mail: ParsedMail, sender: str, item: QueueIte
         return "auth_failed"
     if not sender or not may_decide(config, sender, item):
         return "not_coordinator"
-    if item.status == "expired" or (item.status == "pending" and item.expires_at <= now):
+    if item.status == ItemStatus.EXPIRED or (item.status == ItemStatus.PENDING and item.expires_at <= now):
         return "expired"
-    if item.status != "pending" or item.token_used_at is not None:
+    if item.status != ItemStatus.PENDING or item.token_used_at is not None:
         return "used"
     return None
 

@@ -24,7 +24,7 @@ from relay.service import texts
 from relay.service.runtime import Runtime
 from storage import audit
 from storage.members import member_by_email
-from storage.models import Alert, QueueItem
+from storage.models import Alert, ItemKind, ItemStatus, QueueItem
 from storage.outbox import enqueue_notice
 from storage.queue import claim_decision
 
@@ -43,7 +43,7 @@ class Decision:
 
     @property
     def status(self) -> str:
-        return "rejected" if self.outcome == "reject" else "approved"
+        return ItemStatus.REJECTED if self.outcome == "reject" else ItemStatus.APPROVED
 
 
 def decide(
@@ -95,9 +95,9 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
               now: datetime) -> None:
     if decision.outcome == "reject":
         answer_reporter(rt, session, item, now)
-    elif item.kind == "update" and decision.outcome == "approve":
+    elif item.kind == ItemKind.UPDATE and decision.outcome == "approve":
         publish_update(rt, session, item, actor=actor, now=now)
-    elif item.kind == "reply_to_alert" and decision.outcome == "approve":
+    elif item.kind == ItemKind.REPLY_TO_ALERT and decision.outcome == "approve":
         forward_reply(rt, session, item, now=now)
     else:
         # Partner-only: target_wards is [], so the alert reaches the partners and no member.
@@ -119,7 +119,7 @@ def publish_update(rt: Runtime, session: Session, item: QueueItem, *, actor: str
 def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> None:
     """A resident whose report is rejected hears so, kindly, with the reason."""
     message = item.message
-    if message is None or item.source != "member" or item.kind not in ("report", "reply_to_alert"):
+    if message is None or item.source != "member" or item.kind not in (ItemKind.REPORT, ItemKind.REPLY_TO_ALERT):
         return
     reporter = (message.from_address or "").lower()
     if not reporter or reporter == rt.config.network.address:
@@ -135,13 +135,13 @@ def answer_reporter(rt: Runtime, session: Session, item: QueueItem, now: datetim
 
 
 def outcome_text(item: QueueItem, language: str) -> str:
-    if item.status == "rejected":
+    if item.status == ItemStatus.REJECTED:
         return "afgewezen" if language == "nl" else "rejected"
-    if item.status == "expired":
+    if item.status == ItemStatus.EXPIRED:
         return "verlopen" if language == "nl" else "expired"
     if item.target_wards == [] and item.partners:
         return "alleen doorgegeven aan partner" if language == "nl" else "passed to the partner only"
-    if item.kind == "reply_to_alert":
+    if item.kind == ItemKind.REPLY_TO_ALERT:
         return "doorgestuurd aan de afzender" if language == "nl" else "passed to the original sender"
     return "goedgekeurd" if language == "nl" else "approved"
 
@@ -150,8 +150,8 @@ def decision_context(config: Config, item: QueueItem, language: str) -> dict[str
     """What 'who decided what' messages show."""
     message = item.message
     target: str | None = None
-    if item.status == "approved":
-        if item.kind == "reply_to_alert":
+    if item.status == ItemStatus.APPROVED:
+        if item.kind == ItemKind.REPLY_TO_ALERT:
             target = item.proposed_recipient
         elif item.target_wards != [] or not item.partners:
             target = texts.ward_names(config, item.target_wards or item.proposed_wards or [], language)

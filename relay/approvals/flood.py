@@ -10,7 +10,7 @@ from relay.approvals.requests import send_request, timers_for
 from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.service.runtime import Runtime
 from storage import audit
-from storage.models import Message, QueueItem
+from storage.models import ItemKind, Message, QueueItem
 from storage.queue import add_item
 
 
@@ -24,7 +24,7 @@ def hold_flood_summary(
     item = add_item(
         session,
         message_id=message.id,
-        kind="flood_summary",
+        kind=ItemKind.FLOOD_SUMMARY,
         source=cls.source if cls is not None else "unknown",
         category=cls.category if cls is not None else None,
         urgency="normal",
@@ -38,7 +38,7 @@ def hold_flood_summary(
     token = issue_token(rt.config, item)
     send_request(rt, session, item, token, now=now)
     audit.record(session, at=now, actor="system", action="held", queue_item_id=item.id, message_id=message.id,
-                 kind="flood_summary", sender=sender, count=count)
+                 kind=ItemKind.FLOOD_SUMMARY, sender=sender, count=count)
     return item
 
 

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from relay.config import Config
 from rules.similarity import similarity
-from storage.models import ClassificationRecord, Message, QueueItem
+from storage.models import ClassificationRecord, ItemKind, ItemStatus, Message, QueueItem
 from storage.queue import merge_candidates, merged_into
 
-MERGEABLE_KINDS = ("report", "unknown_sender")
+MERGEABLE_KINDS = (ItemKind.REPORT, ItemKind.UNKNOWN_SENDER)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Duplicate:
 
     @property
     def already_sent(self) -> bool:
-        return self.head.status == "approved" and self.head.alert_id is not None
+        return self.head.status == ItemStatus.APPROVED and self.head.alert_id is not None
 
 
 def find_duplicate(config: Config, session: Session, message: Message, cls: ClassificationRecord,

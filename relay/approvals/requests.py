@@ -23,9 +23,10 @@ from relay.service import texts
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
 from rules.safeguards import AttachmentInfo, Safeguards, load_terms
+from rules.vocabulary import PARTNERS
 from storage import audit
 from storage.members import member_by_email
-from storage.models import Alert, ClassificationRecord, Message, QueueItem
+from storage.models import Alert, ClassificationRecord, ItemKind, ItemStatus, Message, QueueItem
 from storage.outbox import enqueue_notice
 from storage.queue import add_item, alert_by_tag, alerts_by_message_ids
 
@@ -34,7 +35,6 @@ log = logging.getLogger("binrelay.approvals")
 # The coordinator reads the message in the request; beyond this it is cut.
 MAX_REQUEST_TEXT = 8000
 MAX_EXPLANATION_LINES = 12
-RESIDENT_SOURCES = frozenset({"member", "coordinator"})
 
 
 # ---------------------------------------------------------------- who decides
@@ -81,8 +81,8 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
     duplicate = find_duplicate(rt.config, session, message, cls, kind, now)
     if duplicate is not None:
         return hold_duplicate(rt, session, message, mail, cls, duplicate, now)
-    wards = sorted(cls.wards or []) or (sorted(alert.wards or []) if alert and kind == "reply_to_alert" else [])
-    linked = alert is not None and kind == "reply_to_alert"
+    wards = sorted(cls.wards or []) or (sorted(alert.wards or []) if alert and kind == ItemKind.REPLY_TO_ALERT else [])
+    linked = alert is not None and kind == ItemKind.REPLY_TO_ALERT
     item = new_item(
         rt, session, message, mail, cls, kind=kind, wards=wards, sender=sender, now=now,
         alert_id=alert.id if linked and alert is not None else None,
@@ -124,7 +124,7 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
     """Join a pending item (one decision for the group), or propose an update to a sent alert."""
     head = duplicate.head
     sent = duplicate.already_sent
-    kind = "update" if sent else ("unknown_sender" if cls.source == "unknown" else "report")
+    kind = ItemKind.UPDATE if sent else (ItemKind.UNKNOWN_SENDER if cls.source == "unknown" else ItemKind.REPORT)
     item = new_item(
         rt, session, message, mail, cls, kind=kind, wards=list(head.target_wards or head.proposed_wards or []),
         sender=sender_of(message, mail), now=now,
@@ -134,7 +134,7 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
         item.warnings = [*item.warnings, {"kind": "update", "evidence": f"#{head.id}",
                                           "score": round(duplicate.score, 2)}]
     else:
-        item.status = "merged"
+        item.status = ItemStatus.MERGED
     token = issue_token(rt.config, item)
     shown = item if sent else head
     recipients = send_request(rt, session, shown, token, now=now)
@@ -147,12 +147,12 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
 
 
 def item_kind(cls: ClassificationRecord, alert: Alert | None, sender: str | None) -> str:
-    from_partner = cls.source in ("police", "municipality")
+    from_partner = cls.source in PARTNERS
     if alert is not None and sender and sender != (alert.original_sender or "").lower() and not from_partner:
-        return "reply_to_alert"
+        return ItemKind.REPLY_TO_ALERT
     if cls.source == "unknown":
-        return "unknown_sender"
-    return "report"
+        return ItemKind.UNKNOWN_SENDER
+    return ItemKind.REPORT
 
 
 def timers_for(config: Config, urgency: str, now: datetime) -> dict[str, datetime]:
@@ -240,7 +240,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "kind": item.kind,
         "sender": sender_label(session, config, item, message, mail, language),
         "network_wide": bool(config.network.coordinators),
-        "unknown_sender": item.kind == "unknown_sender",
+        "unknown_sender": item.kind == ItemKind.UNKNOWN_SENDER,
         "category": texts.category_label(item.category, language),
         "urgency": texts.URGENCY_LABELS[language].get(item.urgency, item.urgency),
         "urgent": item.urgency == "urgent",
@@ -284,7 +284,7 @@ def sender_label(session: Session, config: Config, item: QueueItem, message: Mes
     (flagged), or "buurtbewoner uit <ward>" -- a member's address is never shown."""
     address = (sender_of(message, mail) if mail is not None else None) or "?"
     cls = message.classification if message is not None else None
-    if item.source in ("police", "municipality"):
+    if item.source in PARTNERS:
         return (cls.partner_name if cls and cls.partner_name else None) or texts.PARTNER_LABELS[language][item.source]
     if item.source == "unknown":
         return f"ONBEKENDE afzender {address}" if language == "nl" else f"UNKNOWN sender {address}"
@@ -361,7 +361,7 @@ def _waiting(since: datetime, now: datetime, language: str) -> str:
 
 
 def _acknowledge(config: Config, cls: ClassificationRecord, kind: str, sender: str | None) -> bool:
-    if not config.approval.acknowledge_reports or not sender or kind != "report":
+    if not config.approval.acknowledge_reports or not sender or kind != ItemKind.REPORT:
         return False
     return cls.source == "member" and sender != config.network.address
 

@@ -36,7 +36,7 @@ from storage.members import (
     normalise_email,
     remove_member,
 )
-from storage.models import Member
+from storage.models import Member, MemberStatus
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CHUNK_ROWS = 2000
@@ -177,7 +177,7 @@ def import_chunk(session: Session, rows: list[ImportRow], language: str, now: da
         member = existing.get(row.email)
         if member is None:
             new.append({"email": row.email, "name": row.name, "ward": row.ward, "postcode": row.postcode,
-                        "language": language, "status": "active", "bounce_score": 0,
+                        "language": language, "status": MemberStatus.ACTIVE, "bounce_score": 0,
                         "unsubscribe_token": new_token(), "preferences": {}, "joined_at": now})
             continue
         member.ward = row.ward
@@ -186,7 +186,7 @@ def import_chunk(session: Session, rows: list[ImportRow], language: str, now: da
         if row.postcode is not None:
             member.postcode = row.postcode
         result.updated += 1
-        result.kept_left += member.status == "left"
+        result.kept_left += member.status == MemberStatus.LEFT
     result.added += insert_members(session, new)
 
 

@@ -22,6 +22,7 @@ from relay.delivery import compose
 from relay.service.runtime import Runtime
 from relay.service.texts import category_label
 from relay.service.tokens import new_token
+from rules.vocabulary import PARTNERS
 from storage import audit
 from storage.members import active_members_of_wards, member_by_email
 from storage.models import Alert, Delivery, Member, Message, QueueItem
@@ -29,7 +30,6 @@ from storage.outbox import enqueue_alert_copies, enqueue_notice
 
 log = logging.getLogger("binrelay.delivery")
 
-PARTNER_SOURCES = ("police", "municipality")
 RESIDENT_LABEL = {"nl": "een buurtbewoner uit {ward}", "en": "a resident of {ward}"}
 COORDINATOR_LABEL = {"nl": "een coördinator uit {ward}", "en": "a coordinator in {ward}"}
 
@@ -115,7 +115,7 @@ def alert_body(item: QueueItem, message: Message | None, reporter: Member | None
     if item.edited_text is not None:
         return item.edited_text
     text = _text_of(message)
-    if item.source in PARTNER_SOURCES or message is None:
+    if item.source in PARTNERS or message is None:
         return text
     names = [reporter.name] if reporter is not None and reporter.name else []
     if message.raw:
@@ -150,13 +150,13 @@ def partner_name(config: Config, item: QueueItem) -> str | None:
     classification = item.message.classification if item.message is not None else None
     if classification is not None and classification.partner_name:
         return classification.partner_name
-    partner = config.partner(item.source) if item.source in PARTNER_SOURCES else None
+    partner = config.partner(item.source) if item.source in PARTNERS else None
     return partner.name if partner else None
 
 
 def source_label(config: Config, source: str, ward: str | None, partner: str | None, language: str) -> str:
     """Who the alert is from, as members read it: the partner's name or "a resident of <ward>"."""
-    if source in PARTNER_SOURCES and partner:
+    if source in PARTNERS and partner:
         return partner
     ward_config = config.ward(ward) if ward else None
     ward_name = ward_config.name if ward_config else ("de buurt" if language == "nl" else "the neighbourhood")
@@ -168,7 +168,7 @@ def passing_attachments(config: Config, source: str, message: Message | None) ->
     """Partners' attachments pass; residents' only when the operator allows it (privacy)."""
     if message is None or not message.raw:
         return []
-    if source not in PARTNER_SOURCES and not config.delivery.resident_attachments:
+    if source not in PARTNERS and not config.delivery.resident_attachments:
         return []
     mail = parse_mail(message.raw, config.limits.max_message_bytes)
     return [_attachment_ref(part) for part in mail.attachments if part.disposition == "attachment" or part.filename]

@@ -21,7 +21,7 @@ from relay.service.runtime import Runtime
 from rules.bounces import Bounce, detect_bounce
 from storage import audit
 from storage.members import member_by_email
-from storage.models import ClassificationRecord, Delivery, Member, Message
+from storage.models import ClassificationRecord, Delivery, Member, MemberStatus, Message
 from storage.outbox import enqueue_notice
 
 log = logging.getLogger("binrelay.bounces")
@@ -67,9 +67,9 @@ def count_hard_bounce(rt: Runtime, session: Session, member: Member, *, now: dat
     member.bounce_score = (member.bounce_score or 0) + 1
     threshold = rt.config.delivery.bounce_disable_threshold
     log.info("member %s: hard bounce %d of %d", member.id, member.bounce_score, threshold)
-    if member.status != "active" or member.bounce_score < threshold:
+    if member.status != MemberStatus.ACTIVE or member.bounce_score < threshold:
         return False
-    member.status = "disabled"
+    member.status = MemberStatus.DISABLED
     member.disabled_at = now
     audit.record(session, at=now, actor="system", action="member_disabled_bounces", message_id=message_id,
                  member_id=member.id, ward=member.ward, bounce_score=member.bounce_score, reason=reason[:300])

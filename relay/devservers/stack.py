@@ -25,7 +25,7 @@ from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import Clock, SystemClock
 from relay.service.daemon import Daemon, PassResult
 from relay.service.tokens import new_token
-from storage.models import Member
+from storage.models import Member, MemberStatus
 
 NETWORK_ADDRESS = "bin@bin-demo.nl"
 NETWORK_NAME = "BIN Demostad"
@@ -164,7 +164,7 @@ class LoopbackStack:
             for address in addresses:
                 session.add(Member(
                     email=address.lower(), name=None, ward=ward, language=language,
-                    status="active", unsubscribe_token=new_token(), preferences={},
+                    status=MemberStatus.ACTIVE, unsubscribe_token=new_token(), preferences={},
                     joined_at=now,
                 ))
 

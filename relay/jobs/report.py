@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from relay.delivery import compose
 from relay.delivery.sender import deliver_pending
 from relay.service.runtime import Runtime
+from storage.models import DeliveryStatus, ItemStatus
 from storage.outbox import enqueue_notice
 from storage.reports import alert_copy_outcomes, all_members, items_decided, reports_received
 
@@ -90,13 +91,13 @@ def _received(session: Session, report: MonthReport, start: datetime, end: datet
 
 def _decisions(session: Session, report: MonthReport, start: datetime, end: datetime) -> None:
     for status, created, decided, expires, target, proposed in items_decided(session):
-        when = decided if status != "expired" else (decided or expires)
+        when = decided if status != ItemStatus.EXPIRED else (decided or expires)
         if when is None or not start <= when < end:
             continue
         for slug in [ALL, *(target if target is not None else proposed or [])]:
             numbers = report.ward(slug)
             numbers.outcomes[status] += 1
-            if status != "expired" and decided is not None:
+            if status != ItemStatus.EXPIRED and decided is not None:
                 numbers.decision_minutes.append((decided - created).total_seconds() / 60)
 
 
@@ -110,9 +111,9 @@ def _members(session: Session, report: MonthReport, start: datetime, end: dateti
 
 def _deliveries(session: Session, report: MonthReport, start: datetime, end: datetime) -> None:
     for status, sent_at, created in alert_copy_outcomes(session):
-        if status == "sent" and sent_at is not None and start <= sent_at < end:
+        if status == DeliveryStatus.SENT and sent_at is not None and start <= sent_at < end:
             report.deliveries_sent += 1
-        elif status == "failed" and start <= created < end:
+        elif status == DeliveryStatus.FAILED and start <= created < end:
             report.deliveries_failed += 1
 
 

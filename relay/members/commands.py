@@ -37,7 +37,7 @@ from storage.members import (
     upsert_member,
     use_confirmation,
 )
-from storage.models import ClassificationRecord, Member, Message
+from storage.models import ClassificationRecord, Member, MemberStatus, Message
 from storage.outbox import enqueue_notice
 
 log = logging.getLogger("binrelay.members")
@@ -104,7 +104,7 @@ def subscribe(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
         _answer(rt, session, mail, sender, "member_unknown_ward", language, now,
                 argument=line.argument or "", wards=_ward_list(rt.config), example_postcode=_example_postcode(rt.config))
         return
-    if member is not None and member.status == "active" and member.ward == ward.slug:
+    if member is not None and member.status == MemberStatus.ACTIVE and member.ward == ward.slug:
         audit.record(session, at=now, actor=sender, action="subscribe_already_member", message_id=message.id,
                      ward=ward.slug)
         _answer(rt, session, mail, sender, "member_already", language, now, ward_name=ward.name)
@@ -141,7 +141,7 @@ def confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, s
         audit.record(session, at=now, actor=sender, action="confirm_refused", message_id=message.id, reason="used")
         return
     existing = member_by_email(session, sender)
-    previous = existing.ward if existing is not None and existing.status == "active" else None
+    previous = existing.ward if existing is not None and existing.status == MemberStatus.ACTIVE else None
     member, created = upsert_member(session, email=sender, ward=row.ward, now=now, postcode=row.postcode,
                                     language=row.language, unsubscribe_token=new_token())
     audit.record(session, at=now, actor=sender, action="member_joined" if created or previous is None
@@ -190,7 +190,7 @@ def unsubscribe_by_token(rt: Runtime, session: Session, message: Message, mail: 
 def _leave(rt: Runtime, session: Session, message: Message, mail: ParsedMail, member: Member, how: str,
            now: datetime) -> None:
     ward = rt.config.ward(member.ward)
-    member.status, member.left_at = "left", now
+    member.status, member.left_at = MemberStatus.LEFT, now
     audit.record(session, at=now, actor=member.email, action="member_left", message_id=message.id,
                  ward=member.ward, via=how)
     if _is_person(rt.config, mail, member.email):
@@ -204,7 +204,7 @@ def _leave(rt: Runtime, session: Session, message: Message, mail: ParsedMail, me
 def send_help(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
               line: MemberCommand, now: datetime) -> None:
     member = member_by_email(session, sender)
-    active = member if member is not None and member.status == "active" else None
+    active = member if member is not None and member.status == MemberStatus.ACTIVE else None
     language = _language(rt.config, line, active)
     context = _member_context(rt, active, language) if active else {"ward_name": None, "settings": []}
     audit.record(session, at=now, actor=sender, action="member_help", message_id=message.id)

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from relay.approvals.flood import hold_flood_summary, update_flood_summary
 from relay.service.runtime import Runtime
+from rules.vocabulary import Kind, Source
 from storage import limits
 from storage.models import ClassificationRecord, Message
 
 log = logging.getLogger("binrelay.routing.flood")
 
-LIMITED_SOURCES = frozenset({"member", "unknown"})
-LIMITED_KINDS = frozenset({"report", "command"})
+LIMITED_SOURCES = frozenset({Source.MEMBER, Source.UNKNOWN})
+LIMITED_KINDS = frozenset({Kind.REPORT, Kind.COMMAND})
 
 
 BUCKET = "sender_hour"

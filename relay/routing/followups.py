@@ -21,8 +21,9 @@ from relay.delivery.followups import publish_followup
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
 from rules.commands import CommandReader
+from rules.vocabulary import PARTNERS
 from storage import audit
-from storage.models import Alert, ClassificationRecord, Message
+from storage.models import Alert, ClassificationRecord, ItemKind, Message
 from storage.queue import alert_by_tag, alert_made_from, alerts_by_message_ids
 
 log = logging.getLogger("binrelay.routing.followups")
@@ -35,7 +36,7 @@ def handle_resolved(rt: Runtime, session: Session, message: Message, mail: Parse
     """The pipeline's handler for the ``resolved`` command."""
     alert = alert_answered(session, mail, rt.config.network.address)
     sender = (message.from_address or "").lower()
-    if alert is not None and cls.source in ("police", "municipality"):
+    if alert is not None and cls.source in PARTNERS:
         propose_closing(rt, session, message, mail, cls, alert)  # the partner, through the coordinators
         return
     if alert is None or not may_close(rt, alert, sender):
@@ -50,7 +51,7 @@ def propose_closing(rt: Runtime, session: Session, message: Message, mail: Parse
                     cls: ClassificationRecord, alert: Alert) -> None:
     """A partner's AFGEROND becomes an update for the coordinators to pass on, threaded."""
     now = rt.clock.now()
-    item = new_item(rt, session, message, mail, cls, kind="update", wards=list(alert.wards or []),
+    item = new_item(rt, session, message, mail, cls, kind=ItemKind.UPDATE, wards=list(alert.wards or []),
                     sender=message.from_address, now=now, alert_id=alert.id)
     item.edited_text = closing_text(rt.classifier.commands, mail) or None
     item.warnings = [*item.warnings, {"kind": "update", "evidence": alert.subject}]

@@ -28,7 +28,7 @@ from relay.service.runtime import Runtime
 from rules import Classification, MemberLookup
 from storage.members import member_ward_map
 from storage.messages import pending_message_ids
-from storage.models import ClassificationRecord, Message
+from storage.models import ClassificationRecord, Message, MessageStatus
 
 log = logging.getLogger("binrelay.routing.pipeline")
 
@@ -44,23 +44,23 @@ class RouteStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-def choose_handler(cls: ClassificationRecord, command: str | None) -> tuple[str, Handler | None]:
+def choose_handler(cls: ClassificationRecord, command: str | None) -> tuple[MessageStatus, Handler | None]:
     """Decide what a classified message calls for: (status, handler)."""
     if cls.kind == "loop":
-        return "dropped", None
+        return MessageStatus.DROPPED, None
     if cls.kind == "auto_reply":
-        return "dropped", None
+        return MessageStatus.DROPPED, None
     if cls.kind == "bounce":
-        return "processed", handle_bounce
+        return MessageStatus.PROCESSED, handle_bounce
     if cls.kind == "command":
         if command == "decision":
-            return "processed", handle_reply
+            return MessageStatus.PROCESSED, handle_reply
         if command == "resolved":
-            return "processed", handle_resolved
+            return MessageStatus.PROCESSED, handle_resolved
         if command in MEMBER_COMMANDS:
-            return "processed", handle_command
-        return "held", hold  # a command we cannot place: a coordinator looks
-    return "held", hold
+            return MessageStatus.PROCESSED, handle_command
+        return MessageStatus.HELD, hold  # a command we cannot place: a coordinator looks
+    return MessageStatus.HELD, hold
 
 
 def route_message(
@@ -70,7 +70,7 @@ def route_message(
     mail = parse_mail(message.raw or b"", rt.config.limits.max_message_bytes)
     cls = message.classification or classify_message(rt, session, message, mail, members)
     if over_limit(rt, session, message, cls):
-        status, handler = "held", None  # kept, and counted in the sender's one summary
+        status, handler = MessageStatus.HELD, None  # kept, and counted in the sender's one summary
     else:
         status, handler = choose_handler(cls, cls.command)
     if handler is not None:
@@ -163,5 +163,5 @@ def _mark_failed(rt: Runtime, message_id: int, error: str) -> None:
     with rt.sessions() as session, session.begin():
         message = session.get(Message, message_id)
         if message is not None:
-            message.status = "failed"
+            message.status = MessageStatus.FAILED
             message.error = error[:2000]
