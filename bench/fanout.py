@@ -33,10 +33,10 @@ from relay.delivery.alerts import publish_alert
 from relay.delivery.render import AlertRenderer
 from relay.delivery.sender import deliver_pending
 from relay.service.clock import SystemClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Alert, Member
-from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+from tests.delivery_world import add_members, approved_item, make_config, report_bytes
 
 RATIO_TARGET = 0.8
 RSS_TARGET_MB = 200
@@ -130,7 +130,7 @@ def main() -> int:
             config = make_config(sink.port, db_url)
             config = config.model_copy(update={"smtp": config.smtp.model_copy(
                 update={"connections": args.connections})})
-            rt = make_runtime(config, sessions, SystemClock())
+            rt = build_runtime(config, sessions, SystemClock())
             now = datetime.now(UTC)
             with sessions() as session, session.begin():
                 add_members(session, "maaspoort", args.members, now, prefix="lid")

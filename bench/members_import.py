@@ -26,8 +26,7 @@ from sqlalchemy import insert
 from relay.cli.members import members_import
 from relay.config import Config, parse_config
 from relay.service.clock import SystemClock
-from relay.service.runtime import Runtime
-from relay.service.templating import Templates
+from relay.service.runtime import build_runtime
 from relay.service.tokens import new_token
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Member
@@ -72,7 +71,7 @@ def binrelay(url: str, path: Path) -> tuple[float, float]:
     cfg = config(url)
     engine = make_engine(url)
     migrate(engine)
-    rt = Runtime(cfg, session_factory(engine), None, Templates(cfg), SystemClock())  # type: ignore[arg-type]
+    rt = build_runtime(cfg, engine, SystemClock())
     timings = []
     for _ in range(2):  # the first run adds, the second updates
         started = time.perf_counter()

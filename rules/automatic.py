@@ -16,13 +16,6 @@ def auto_reply_reason(mail: ParsedMail) -> str | None:
     set on their replies (RFC 3834 section 3.1.8 asks responders to honour
     them), so they count. Subject cues are left to the rules engine.
     """
-    try:
-        return _auto_reply_reason(mail)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _auto_reply_reason(mail: ParsedMail) -> str | None:
     value = mail.header("Auto-Submitted")
     if value is not None:
         keyword = value.split(";", 1)[0].strip().lower()
@@ -65,19 +58,16 @@ def _own_address(address: str, network_address: str) -> bool:
 
 def loop_reason(mail: ParsedMail, network_address: str) -> str | None:
     """Why this message is our own mail coming back, or None."""
-    try:
-        network = network_address.strip().lower()
-        if not network:
-            return None
-        for name in ("X-Loop", "X-MS-Exchange-Inbox-Rules-Loop"):
-            for value in mail.headers(name):
-                if network in value.lower():
-                    return f"header {name}: {value}"
-        for _name, address in mail.from_addresses:
-            if _own_address(address, network):
-                return f"sent from the network address itself ({address})"
-    except Exception:  # noqa: BLE001
+    network = network_address.strip().lower()
+    if not network:
         return None
+    for name in ("X-Loop", "X-MS-Exchange-Inbox-Rules-Loop"):
+        for value in mail.headers(name):
+            if network in value.lower():
+                return f"header {name}: {value}"
+    for _name, address in mail.from_addresses:
+        if _own_address(address, network):
+            return f"sent from the network address itself ({address})"
     return None
 
 

@@ -107,13 +107,6 @@ class _Recipient:
 
 def detect_bounce(mail: ParsedMail, network_address: str) -> Bounce | None:
     """A ``Bounce`` if ``mail`` is a delivery failure or delay notice, else None."""
-    try:
-        return _detect(mail, network_address)
-    except Exception:  # noqa: BLE001 - a misread notice must not stop the pipeline
-        return None
-
-
-def _detect(mail: ParsedMail, network_address: str) -> Bounce | None:
     verp_id = _verp_id(mail, network_address)
     report = _dsn_recipients(mail.message)
     if report:

@@ -6,12 +6,9 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from relay.config import Config, parse_config
-from relay.service.clock import Clock
-from relay.service.runtime import Runtime
-from relay.service.templating import Templates
 from relay.service.tokens import new_token, token_hash
 from storage.models import ClassificationRecord, Member, Message, QueueItem
 
@@ -35,12 +32,6 @@ def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> C
         ],
         "delivery": {"retry_base_seconds": 60, "retry_max_seconds": 600, **delivery},
     })
-
-
-def make_runtime(config: Config, sessions: sessionmaker[Session], clock: Clock) -> Runtime:
-    # Delivery never classifies: no classifier needed.
-    return Runtime(config=config, sessions=sessions, classifier=None,  # type: ignore[arg-type]
-                   templates=Templates(config), clock=clock)
 
 
 def add_members(session: Session, ward: str, count: int, now: datetime, *, prefix: str | None = None,

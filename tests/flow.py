@@ -23,8 +23,7 @@ from relay.devservers.stack import base_config, merge
 from relay.ingest.store import Ingestor
 from relay.routing.pipeline import RouteStats, route_pending
 from relay.service.clock import FrozenClock
-from relay.service.daemon import build_runtime
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from relay.service.tokens import new_token
 from storage.db import make_engine, migrate
 from storage.models import Member, Message, QueueItem

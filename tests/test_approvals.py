@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select
 
 from relay.config import parse_config
 from relay.service.clock import FrozenClock
+from relay.service.runtime import build_runtime
 from relay.service.tokens import token_hash
 from storage.models import Alert, QueueItem
 from tests import mailgen
@@ -19,17 +20,17 @@ from tests.test_approvals_helpers import (
     KEES,
     MEMBER,
     NETWORK,
+    approval_config,
     config_dict,
     hold_message,
     item,
-    make_runtime,
     outbox,
     report,
 )
 
 
 def test_member_report_asks_the_ward_coordinators_with_a_token(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     requests = outbox(rt.sessions, "approval_request")
     assert sorted(sent.recipient for sent in requests) == [ANNA, BERT]
@@ -53,7 +54,7 @@ def test_member_report_asks_the_ward_coordinators_with_a_token(engine: Engine, c
 
 
 def test_resident_gets_a_receipt_but_not_an_unknown_sender(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     hold_message(rt, report(subject="Koop goedkope zonnepanelen", sender="spam@example.com"), source="unknown")
     receipts = outbox(rt.sessions, "answer_received")
@@ -64,13 +65,13 @@ def test_resident_gets_a_receipt_but_not_an_unknown_sender(engine: Engine, clock
 
 def test_no_receipt_when_switched_off(engine: Engine, clock: FrozenClock) -> None:
     config = parse_config(config_dict(approval={"acknowledge_reports": False}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     hold_message(rt, report())
     assert outbox(rt.sessions, "answer_received") == []
 
 
 def test_partner_message_names_the_partner(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     raw = report(subject="Getuigen gezocht", body="De politie zoekt getuigen.", sender="wijkagent@politie.nl")
     item_id = hold_message(rt, raw, source="police", partner="Politie Oost-Brabant", category="info")
     body = outbox(rt.sessions, "approval_request")[0].body
@@ -80,7 +81,7 @@ def test_partner_message_names_the_partner(engine: Engine, clock: FrozenClock) -
 
 
 def test_unknown_sender_is_flagged(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report(sender="vreemde@example.com"), source="unknown")
     stored = item(rt.sessions, item_id)
     assert stored.kind == "unknown_sender"
@@ -91,7 +92,7 @@ def test_unknown_sender_is_flagged(engine: Engine, clock: FrozenClock) -> None:
 
 
 def test_no_ward_or_a_ward_without_coordinators_goes_network_wide(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report(subject="Zonder wijk"), wards=())
     hold_message(rt, report(subject="Binnenstad"), wards=("binnenstad",))
     hold_message(rt, report(subject="Twee wijken"), wards=("empel", "maaspoort"))
@@ -103,7 +104,7 @@ def test_no_ward_or_a_ward_without_coordinators_goes_network_wide(engine: Engine
 
 
 def test_request_lists_attachments_warnings_and_trims_long_text(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     long_text = "\n".join(f"Regel {n}: de man liep langs de Marathonloop 12." for n in range(400))
     plain = mailgen.message("Verdacht", long_text, sender=f"Jan <{MEMBER}>", message_id="x1@example.net")
     photo = (
@@ -129,7 +130,7 @@ def test_request_lists_attachments_warnings_and_trims_long_text(engine: Engine, 
 
 def test_english_network_gets_english_requests(engine: Engine, clock: FrozenClock) -> None:
     config = parse_config(config_dict(network={"language": "en"}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     hold_message(rt, report(), category="theft")
     sent = outbox(rt.sessions, "approval_request")[0]
     assert sent.subject.endswith("] Theft Maaspoort: Ingebroken in schuur")
@@ -137,7 +138,7 @@ def test_english_network_gets_english_requests(engine: Engine, clock: FrozenCloc
 
 
 def test_urgent_items_are_reminded_sooner(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     urgent = item(rt.sessions, hold_message(rt, report(subject="Nu bezig"), urgency="urgent"))
     normal = item(rt.sessions, hold_message(rt, report(subject="Gisteren")))
     now = clock.now()
@@ -162,7 +163,7 @@ def _alert(rt_sessions: object, clock: FrozenClock) -> int:
 
 
 def test_member_reply_to_an_alert_is_linked_by_references(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     alert_id = _alert(rt.sessions, clock)
     raw = report(subject="Re: Getuigen gezocht", body="Ik zag een scooter wegrijden.",
                  **{"In-Reply-To": "<alert-k3lmn4.42@example.org>",
@@ -177,7 +178,7 @@ def test_member_reply_to_an_alert_is_linked_by_references(engine: Engine, clock:
 
 
 def test_member_reply_to_an_alert_is_linked_by_its_tag_address(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     alert_id = _alert(rt.sessions, clock)
     raw = mailgen.message("Re: Getuigen gezocht", "Ik zag iets.", sender=f"Jan <{MEMBER}>",
                           to="bin+a-k3lmn4@example.org", message_id="tagged@example.net")
@@ -186,7 +187,7 @@ def test_member_reply_to_an_alert_is_linked_by_its_tag_address(engine: Engine, c
 
 
 def test_an_unrelated_reference_is_an_ordinary_report(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     _alert(rt.sessions, clock)
     raw = report(**{"In-Reply-To": "<something-else@example.org>"})
     stored = item(rt.sessions, hold_message(rt, raw))
@@ -194,7 +195,7 @@ def test_an_unrelated_reference_is_an_ordinary_report(engine: Engine, clock: Fro
 
 
 def test_the_network_address_is_not_asked_to_reply(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     assert all(sent.recipient != NETWORK for sent in outbox(rt.sessions))
 
@@ -206,7 +207,7 @@ def test_a_flooding_sender_yields_one_summary_request(engine: Engine, clock: Fro
     from tests.test_approvals_helpers import store
 
     config = parse_config(config_dict(limits={"sender_messages_per_hour": 2}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     for number in range(5):
         raw = report(subject=f"Melding {number}")
         with rt.sessions() as session, session.begin():
@@ -225,7 +226,7 @@ def test_a_flooding_sender_yields_one_summary_request(engine: Engine, clock: Fro
 
 
 def test_alert_tag_in_delivered_to_links_a_bcc_style_reply(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     alert_id = _alert(rt.sessions, clock)
     raw = mailgen.message("Re: Getuigen gezocht", "Ik zag iets.", sender=f"Jan <{MEMBER}>", to=NETWORK,
                           message_id="delivered@example.net",
@@ -241,7 +242,7 @@ def test_operator_can_override_the_request_template(engine: Engine, clock: Froze
         encoding="utf-8",
     )
     config = parse_config(config_dict(templates={"directory": str(tmp_path)}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     hold_message(rt, report())
     sent = outbox(rt.sessions, "approval_request")[0]
     assert sent.subject == f"[BIN-{sent.token}] Graag uw oordeel: Ingebroken in schuur"

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from relay.approvals.decide import Decision, decide
 from relay.config import parse_config
 from relay.service.clock import FrozenClock
+from relay.service.runtime import build_runtime
 from relay.service.tokens import new_token
 from storage.models import QueueItem
 from tests.test_approvals_helpers import (
@@ -18,11 +19,11 @@ from tests.test_approvals_helpers import (
     CARLA,
     MEMBER,
     NETWORK,
+    approval_config,
     audit_actions,
     config_dict,
     hold_message,
     item,
-    make_runtime,
     outbox,
     reply,
     report,
@@ -45,7 +46,7 @@ def _assert_unchanged(rt: object, item_id: int) -> None:
     ids=["member", "coordinator-of-another-ward"],
 )
 def test_who_may_not_decide_is_refused_once(engine: Engine, clock: FrozenClock, sender: str, reason: str) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     token = token_of(rt.sessions)
     reply(rt, sender=sender, token=token)
@@ -58,7 +59,7 @@ def test_who_may_not_decide_is_refused_once(engine: Engine, clock: FrozenClock, 
 
 
 def test_forged_token_is_refused(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     reply(rt, sender=ANNA, token=new_token())
     _assert_unchanged(rt, item_id)
@@ -67,7 +68,7 @@ def test_forged_token_is_refused(engine: Engine, clock: FrozenClock) -> None:
 
 
 def test_reply_without_any_token_is_refused(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     reply(rt, sender=ANNA, token=None, subject="Re: Inbraak")
     _assert_unchanged(rt, item_id)
@@ -75,7 +76,7 @@ def test_reply_without_any_token_is_refused(engine: Engine, clock: FrozenClock) 
 
 
 def test_expired_token_is_refused(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     token = token_of(rt.sessions)
     clock.advance(hours=48, seconds=1)
@@ -93,7 +94,7 @@ def test_expired_token_is_refused(engine: Engine, clock: FrozenClock) -> None:
     ids=["dmarc", "spf"],
 )
 def test_failed_authentication_is_refused(engine: Engine, clock: FrozenClock, results: str) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     reply(rt, sender=ANNA, token=token_of(rt.sessions), headers={"Authentication-Results": results})
     _assert_unchanged(rt, item_id)
@@ -102,7 +103,7 @@ def test_failed_authentication_is_refused(engine: Engine, clock: FrozenClock, re
 
 
 def test_reused_token_by_someone_else_is_refused(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     token = token_of(rt.sessions)
     with rt.sessions() as session, session.begin():
@@ -115,7 +116,7 @@ def test_reused_token_by_someone_else_is_refused(engine: Engine, clock: FrozenCl
 
 
 def test_late_coordinator_hears_who_decided(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     token = token_of(rt.sessions)
     with rt.sessions() as session, session.begin():
@@ -133,7 +134,7 @@ def test_late_coordinator_hears_who_decided(engine: Engine, clock: FrozenClock) 
 
 
 def test_refusals_to_one_address_are_rate_limited(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     for _ in range(6):
         clock.advance(minutes=1)
@@ -147,7 +148,7 @@ def test_refusals_to_one_address_are_rate_limited(engine: Engine, clock: FrozenC
 
 
 def test_automatic_replies_and_our_own_address_get_no_answer(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     token = token_of(rt.sessions)
     reply(rt, sender=MEMBER, token=token, headers={"Auto-Submitted": "auto-replied"})
@@ -160,7 +161,7 @@ def test_automatic_replies_and_our_own_address_get_no_answer(engine: Engine, clo
 def test_authentication_check_can_be_switched_off(engine: Engine, clock: FrozenClock) -> None:
     config = parse_config(config_dict(approval={"refuse_failed_authentication": False,
                                                 "token_key_env": "BINRELAY_TEST_NO_SUCH_KEY"}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     item_id = hold_message(rt, report())
     reply(rt, sender=CARLA, token=token_of(rt.sessions),
           headers={"Authentication-Results": "mx; dmarc=fail header.from=example.org"})

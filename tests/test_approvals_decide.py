@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from relay.approvals.decide import Decision, decide
 from relay.cli.queue import queue_approve, queue_list, queue_reject, queue_show
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from storage.db import make_engine, migrate
 from storage.models import Alert, QueueItem
 from tests.test_approvals_helpers import (
@@ -26,10 +26,10 @@ from tests.test_approvals_helpers import (
     KEES,
     MEMBER,
     add_members,
+    approval_config,
     audit_actions,
     hold_message,
     item,
-    make_runtime,
     outbox,
     report,
     run_in_threads,
@@ -67,7 +67,7 @@ def _race(rt: Runtime, item_id: int, reasons: dict[str, str], both_read_first: b
 
 
 def test_two_coordinators_at_once_exactly_one_wins(any_engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(any_engine, clock)
+    rt = build_runtime(approval_config(), any_engine, clock)
     # PostgreSQL: both read the pending item, then both UPDATE. SQLite takes the
     # write lock at BEGIN, so there the two transactions start together instead.
     both_read_first = any_engine.dialect.name == "postgresql"
@@ -85,7 +85,7 @@ def test_two_coordinators_at_once_exactly_one_wins(any_engine: Engine, clock: Fr
 
 
 def test_rejection_answers_the_resident_and_tells_the_other_coordinators(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     assert _decide(rt, item_id, Decision("reject", reason="Dit is al bekend bij de politie."), ANNA)
     answer = outbox(rt.sessions, "answer_rejected")
@@ -99,14 +99,14 @@ def test_rejection_answers_the_resident_and_tells_the_other_coordinators(engine:
 
 
 def test_unknown_senders_hear_nothing_when_rejected(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report(sender="spam@example.com"), source="unknown")
     assert _decide(rt, item_id, Decision("reject", reason="spam"), KEES)
     assert outbox(rt.sessions, "answer_rejected") == []
 
 
 def test_partner_only_goes_to_the_partner_and_not_to_members(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report(body="Verdacht busje, kenteken 12-ABC-3."), category="suspicious")
     assert _decide(rt, item_id, Decision("partner_only", partners=["police"]), ANNA)
     stored = item(rt.sessions, item_id)
@@ -122,7 +122,7 @@ def test_partner_only_goes_to_the_partner_and_not_to_members(engine: Engine, clo
 
 
 def test_queue_list_shows_pending_items_as_json_lines(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     first = hold_message(rt, report(subject="Eerste"))
     second = hold_message(rt, report(subject="Tweede"), urgency="urgent")
     _decide(rt, first, Decision("reject"), ANNA)
@@ -138,7 +138,7 @@ def test_queue_list_shows_pending_items_as_json_lines(engine: Engine, clock: Fro
 
 def test_queue_show_prints_the_item_and_its_audit_trail(engine: Engine, clock: FrozenClock,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     out = io.StringIO()
     assert queue_show(rt, item_id, out) == 0
@@ -150,7 +150,7 @@ def test_queue_show_prints_the_item_and_its_audit_trail(engine: Engine, clock: F
 
 def test_operator_decisions_are_audited_and_refused_twice(engine: Engine, clock: FrozenClock,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     rejected = hold_message(rt, report(subject="Een"))
     assert queue_reject(rt, rejected, "dubbel", "operator:piet", io.StringIO()) == 0
     stored = item(rt.sessions, rejected)
@@ -170,7 +170,7 @@ def _members(rt: Runtime, *rows: tuple[str, str]) -> None:
 
 
 def test_approval_publishes_an_alert_to_every_member_of_the_target_wards(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     _members(rt, ("a@example.net", "maaspoort"), ("b@example.net", "maaspoort"), ("c@example.net", "empel"))
     item_id = hold_message(rt, report())
     assert _decide(rt, item_id, Decision("approve", target_wards=["empel", "maaspoort"], partners=["police"]), ANNA)
@@ -188,7 +188,7 @@ def test_approval_publishes_an_alert_to_every_member_of_the_target_wards(engine:
 
 
 def test_edited_text_replaces_the_original(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     _members(rt, ("a@example.net", "maaspoort"))
     item_id = hold_message(rt, report(body="Ingebroken bij Marathonloop 12, bel 06-12345678."))
     assert _decide(rt, item_id, Decision("approve", edited_text="Inbraak in een schuur aan de Marathonloop."), ANNA)
@@ -197,7 +197,7 @@ def test_edited_text_replaces_the_original(engine: Engine, clock: FrozenClock) -
 
 
 def test_approved_reply_to_an_alert_goes_to_its_original_sender_only(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     _members(rt, ("a@example.net", "maaspoort"), (MEMBER, "maaspoort"))
     police = hold_message(rt, report(subject="Getuigen gezocht", body="Wie zag iets?", sender="agent@politie.nl"),
                           source="police", partner="Politie Oost-Brabant", category="info")
@@ -220,10 +220,6 @@ def test_approved_reply_to_an_alert_goes_to_its_original_sender_only(engine: Eng
 
 def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import rules
-
-    if not hasattr(rules, "Classifier"):
-        pytest.skip("rules.Classifier has not landed yet (the command line builds a full runtime)")
     from relay.cli.main import main
 
     url = f"sqlite:///{tmp_path / 'queue.db'}"
@@ -238,7 +234,7 @@ def test_binrelay_queue_commands_end_to_end(tmp_path: Path, clock: FrozenClock,
     )
     engine = make_engine(url)
     migrate(engine)
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report(subject="Via de opdrachtregel"))
     capsys.readouterr()
     assert main(["--config", str(config_file), "queue", "list", "--json"]) == 0
@@ -259,10 +255,12 @@ from relay.approvals.decide import Decision, decide
 from relay.service.clock import FrozenClock
 from storage.db import make_engine
 from storage.models import QueueItem
-from tests.test_approvals_helpers import make_runtime
+from relay.service.runtime import build_runtime
+from tests.test_approvals_helpers import approval_config
 
 url, item_id, actor, start = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-rt = make_runtime(make_engine(url), FrozenClock(datetime(2026, 11, 23, 9, 5, tzinfo=timezone.utc)))
+clock = FrozenClock(datetime(2026, 11, 23, 9, 5, tzinfo=timezone.utc))
+rt = build_runtime(approval_config(), make_engine(url), clock)
 with rt.sessions() as session, session.begin():
     item = session.get(QueueItem, item_id)
     deadline = time.monotonic() + 30
@@ -282,7 +280,7 @@ def test_two_processes_deciding_at_once_on_postgresql(postgres_url: str, clock: 
                                                      tmp_path: Path) -> None:
     engine = make_engine(postgres_url)
     migrate(engine)
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     start = tmp_path / "go"
     root = Path(__file__).resolve().parents[1]

@@ -23,9 +23,8 @@ from relay.approvals.answers import handle_reply
 from relay.approvals.requests import hold
 from relay.config import Config, parse_config
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime, make_classifier
-from relay.service.templating import Templates
-from storage.db import make_engine, migrate, session_factory
+from relay.service.runtime import Runtime
+from storage.db import make_engine, migrate
 from storage.models import AuditEvent, ClassificationRecord, Delivery, Member, Message, QueueItem
 from tests import mailgen
 
@@ -59,9 +58,9 @@ def config_dict(**overrides: Any) -> dict[str, Any]:
     return data
 
 
-def make_runtime(engine: Engine, clock: FrozenClock, config: Config | None = None) -> Runtime:
-    config = config or parse_config(config_dict())
-    return Runtime(config, session_factory(engine), make_classifier(config), Templates(config), clock)
+def approval_config(**overrides: Any) -> Config:
+    """The approval tests' network (see ``config_dict``); runtimes come from ``build_runtime``."""
+    return parse_config(config_dict(**overrides))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from relay.config import parse_config
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime, make_classifier
+from relay.service.runtime import Runtime, build_runtime
 from storage.models import Alert, Member
 from tests import mailgen
 from tests.test_approvals_helpers import (
@@ -20,11 +20,11 @@ from tests.test_approvals_helpers import (
     KEES,
     MEMBER,
     add_members,
+    approval_config,
     audit_actions,
     config_dict,
     hold_message,
     item,
-    make_runtime,
     outbox,
     reply,
     report,
@@ -43,7 +43,7 @@ def _members(rt: Runtime) -> None:
 
 @pytest.fixture
 def rt(engine: Engine, clock: FrozenClock) -> Runtime:
-    runtime = make_runtime(engine, clock)
+    runtime = build_runtime(approval_config(), engine, clock)
     _members(runtime)
     return runtime
 
@@ -201,7 +201,7 @@ def test_second_answer_gets_already_decided(rt: Runtime, clock: FrozenClock) -> 
 
 def test_english_network_reads_english_commands(engine: Engine, clock: FrozenClock) -> None:
     config = parse_config(config_dict(network={"language": "en"}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     _members(rt)
     item_id = hold_message(rt, report())
     reply(rt, sender=ANNA, token=token_of(rt.sessions), body="APPROVE\nWARD Empel, Maaspoort\nPOLICE")
@@ -233,7 +233,7 @@ def _answer_together(rt: Runtime, answers: dict[str, tuple[str, str]]) -> None:
 
 
 def test_two_replies_at_once_publish_once(any_engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(any_engine, clock)
+    rt = build_runtime(approval_config(), any_engine, clock)
     _members(rt)
     for round_number in range(3):
         item_id = hold_message(rt, report(subject=f"Ronde {round_number}"))
@@ -257,8 +257,7 @@ def test_report_to_alert_through_the_pipeline_with_the_real_rules(engine: Engine
     from relay.ingest.store import Ingestor
     from relay.routing.pipeline import route_pending
 
-    base = make_runtime(engine, clock)
-    rt = Runtime(base.config, base.sessions, make_classifier(base.config), base.templates, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     _members(rt)
     with rt.sessions() as session, session.begin():
         session.add(Member(email=MEMBER, ward="maaspoort", status="active", unsubscribe_token="u-jan",

@@ -12,17 +12,17 @@ from relay.approvals.decide import Decision, decide
 from relay.approvals.timers import run_due, schedule
 from relay.config import parse_config
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from storage.models import AuditEvent, QueueItem
 from tests.test_approvals_helpers import (
     ANNA,
     BERT,
     KEES,
+    approval_config,
     audit_actions,
     config_dict,
     hold_message,
     item,
-    make_runtime,
     outbox,
     reply,
     report,
@@ -40,7 +40,7 @@ def _recipients(rt: object, purpose: str) -> list[str]:
 
 
 def test_nothing_is_due_before_its_time(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     clock.advance(minutes=239)
     assert run_due(rt) == 0
@@ -48,7 +48,7 @@ def test_nothing_is_due_before_its_time(engine: Engine, clock: FrozenClock) -> N
 
 
 def test_reminder_is_sent_once_even_across_a_restart(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     clock.advance(minutes=240)
     assert run_due(rt) == 1
@@ -57,7 +57,7 @@ def test_reminder_is_sent_once_even_across_a_restart(engine: Engine, clock: Froz
     assert "Herinnering:" in reminder.subject and "wacht al 4 uur en 0 minuten" in reminder.body
     assert reminder.message["Reply-To"] == f"bin+{reminder.token}@example.org"
     assert run_due(rt) == 0
-    restarted = make_runtime(engine, clock)  # a new process on the same database
+    restarted = build_runtime(approval_config(), engine, clock)  # a new process on the same database
     clock.advance(minutes=1)
     assert run_due(restarted) == 0
     assert len(outbox(rt.sessions, "approval_reminder")) == 2
@@ -65,15 +65,15 @@ def test_reminder_is_sent_once_even_across_a_restart(engine: Engine, clock: Froz
 
 
 def test_a_due_reminder_survives_a_restart_before_it_ran(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     clock.advance(hours=5)  # the daemon was down when the reminder fell due
-    assert run_due(make_runtime(engine, clock)) == 1
+    assert run_due(build_runtime(approval_config(), engine, clock)) == 1
     assert _recipients(rt, "approval_reminder") == [ANNA, BERT]
 
 
 def test_escalation_goes_to_network_wide_coordinators_then_expiry(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report(), urgency="urgent")
     clock.advance(minutes=30)
     assert run_due(rt) == 1
@@ -82,7 +82,7 @@ def test_escalation_goes_to_network_wide_coordinators_then_expiry(engine: Engine
     assert _recipients(rt, "approval_escalation") == [ANNA, BERT, KEES]
     escalation = next(s for s in outbox(rt.sessions, "approval_escalation") if s.recipient == KEES)
     assert "Nog open:" in escalation.subject and "netwerkcoördinatoren" in escalation.body
-    assert run_due(make_runtime(engine, clock)) == 0
+    assert run_due(build_runtime(approval_config(), engine, clock)) == 0
     clock.advance(hours=47)
     assert run_due(rt) == 1
     stored = item(rt.sessions, item_id)
@@ -96,7 +96,7 @@ def test_escalation_goes_to_network_wide_coordinators_then_expiry(engine: Engine
 
 
 def test_missed_reminder_and_escalation_send_only_the_escalation(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     clock.advance(hours=9)
     assert run_due(rt) == 1
@@ -107,7 +107,7 @@ def test_missed_reminder_and_escalation_send_only_the_escalation(engine: Engine,
 
 
 def test_a_decided_item_is_neither_reminded_nor_expired(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     item_id = hold_message(rt, report())
     with rt.sessions() as session, session.begin():
         stored = session.get(QueueItem, item_id)
@@ -120,11 +120,11 @@ def test_a_decided_item_is_neither_reminded_nor_expired(engine: Engine, clock: F
 
 def test_with_a_token_key_reminders_repeat_the_same_token(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
     config = parse_config(config_dict(approval={"token_key_file": str(write_key(tmp_path))}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     item_id = hold_message(rt, report())
     first = token_of(rt.sessions)
     clock.advance(hours=4)
-    run_due(make_runtime(engine, clock, config))
+    run_due(build_runtime(config, engine, clock))
     assert token_of(rt.sessions, purpose="approval_reminder") == first
     reply(rt, sender="someone@example.net", token=first)  # the original token still identifies the item
     assert item(rt.sessions, item_id).status == "pending"
@@ -133,7 +133,7 @@ def test_with_a_token_key_reminders_repeat_the_same_token(engine: Engine, clock:
 
 
 def test_without_a_key_a_reminder_renews_the_token(engine: Engine, clock: FrozenClock) -> None:
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     hold_message(rt, report())
     first = token_of(rt.sessions)
     clock.advance(hours=4)
@@ -151,7 +151,7 @@ def test_a_generated_key_keeps_the_token_across_reminders(
     config = parse_config(config_dict(
         database={"url": f"sqlite:///{tmp_path / 'binrelay.db'}"}, approval={"token_key_auto": True},
     ))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     hold_message(rt, report())
     first = token_of(rt.sessions)
     clock.advance(hours=4)
@@ -165,7 +165,7 @@ def test_a_generated_key_keeps_the_token_across_reminders(
 def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    rt = make_runtime(engine, clock)
+    rt = build_runtime(approval_config(), engine, clock)
     scheduler = BackgroundScheduler(timezone="UTC")
     schedule(scheduler, rt)
     jobs = scheduler.get_jobs()
@@ -176,7 +176,7 @@ def test_schedule_adds_one_coalescing_job(engine: Engine, clock: FrozenClock) ->
 
 
 def test_two_processes_running_timers_at_once_remind_once(any_engine: Engine, clock: FrozenClock) -> None:
-    first, second = make_runtime(any_engine, clock), make_runtime(any_engine, clock)
+    first, second = build_runtime(approval_config(), any_engine, clock), build_runtime(approval_config(), any_engine, clock)
     for number in range(4):
         hold_message(first, report(subject=f"Melding {number}"))
     clock.advance(hours=4)
@@ -197,11 +197,11 @@ def test_derived_token_survives_the_database_round_trip(any_engine: Engine, tmp_
 
     clock = FrozenClock(datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1))))
     config = parse_config(config_dict(approval={"token_key_file": str(write_key(tmp_path))}))
-    rt = make_runtime(any_engine, clock, config)
+    rt = build_runtime(config, any_engine, clock)
     hold_message(rt, report())
     first = token_of(rt.sessions)
     clock.advance(hours=4)
-    assert run_due(make_runtime(any_engine, clock, config)) == 1
+    assert run_due(build_runtime(config, any_engine, clock)) == 1
     assert token_of(rt.sessions, purpose="approval_reminder") == first
     with rt.sessions() as session:
         assert [e.detail["token_renewed"] for e in session.query(AuditEvent).filter_by(action="reminded")] == [False]
@@ -211,7 +211,7 @@ def test_every_notice_renders_in_english(engine: Engine, clock: FrozenClock) -> 
     from relay.service.tokens import new_token
 
     config = parse_config(config_dict(network={"language": "en"}))
-    rt = make_runtime(engine, clock, config)
+    rt = build_runtime(config, engine, clock)
     rejected = hold_message(rt, report(subject="One"))
     hold_message(rt, report(subject="Two"), urgency="urgent")
     clock.advance(minutes=30)

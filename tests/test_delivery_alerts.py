@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relay.delivery.alerts import forward_reply, publish_alert
 from relay.service.clock import FrozenClock
+from relay.service.runtime import build_runtime
 from storage.models import Alert, Delivery
-from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+from tests.delivery_world import add_members, approved_item, make_config, report_bytes
 
 
 def test_one_row_per_active_member_of_the_target_wards(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         maaspoort = add_members(session, "maaspoort", 5, now)
@@ -39,7 +40,7 @@ def test_one_row_per_active_member_of_the_target_wards(sessions: sessionmaker[Se
 
 
 def test_target_wards_and_edited_text_win(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         add_members(session, "maaspoort", 2, now)
@@ -53,7 +54,7 @@ def test_target_wards_and_edited_text_win(sessions: sessionmaker[Session], clock
 
 
 def test_partner_label_and_partner_attachments(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         police = approved_item(session, now, source="police", partner_name="Politie Oost-Brabant",
@@ -67,7 +68,7 @@ def test_partner_label_and_partner_attachments(sessions: sessionmaker[Session], 
 
 
 def test_resident_attachments_pass_when_configured(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25, resident_attachments=True), sessions, clock)
+    rt = build_runtime(make_config(25, resident_attachments=True), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         item = approved_item(session, now, raw=report_bytes(attachment=b"\xff\xd8jpeg"))
@@ -78,7 +79,7 @@ def test_resident_attachments_pass_when_configured(sessions: sessionmaker[Sessio
 def test_partner_notice_carries_the_reporters_contact_details(
     sessions: sessionmaker[Session], clock: FrozenClock
 ) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         reporter = add_members(session, "empel", 1, now, prefix="jan", postcode="5235AB")[0]
@@ -98,7 +99,7 @@ def test_partner_notice_carries_the_reporters_contact_details(
 
 
 def test_forward_reply_goes_to_the_original_sender_only(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         add_members(session, "maaspoort", 3, now)
@@ -123,7 +124,7 @@ def test_forward_reply_goes_to_the_original_sender_only(sessions: sessionmaker[S
 
 
 def test_a_residents_name_and_address_are_not_forwarded(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     body = ("Er loopt nu een man aan autoportieren te trekken op het Olympiaplein.\n"
             "Bel me op els.jansen@bewoners.nl als u meer weet.\n\nGroetjes Els Jansen\nEls\n")
@@ -145,7 +146,7 @@ def test_a_residents_name_and_address_are_not_forwarded(sessions: sessionmaker[S
 
 def test_a_partners_text_and_a_coordinators_edit_are_kept(sessions: sessionmaker[Session],
                                                           clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(25), sessions, clock)
+    rt = build_runtime(make_config(25), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         police = approved_item(session, now, source="police", partner_name="Politie Oost-Brabant",

@@ -27,10 +27,11 @@ from relay.delivery.alerts import publish_alert
 from relay.delivery.sender import deliver_pending, in_flight_limit
 from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import FrozenClock, SystemClock
+from relay.service.runtime import build_runtime
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Delivery
 from storage.outbox import pending_count
-from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+from tests.delivery_world import add_members, approved_item, make_config, report_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 2
@@ -50,7 +51,7 @@ def run_child(port: int, db_url: str, lease: float) -> int:
     config = child_config(port, db_url, lease)
     engine = make_engine(db_url)
     sessions = session_factory(engine)
-    rt = make_runtime(config, sessions, SystemClock())
+    rt = build_runtime(config, sessions, SystemClock())
     deadline = time.monotonic() + CHILD_DEADLINE_S
     while time.monotonic() < deadline:
         deliver_pending(rt)
@@ -73,7 +74,7 @@ def prepare(db_url: str, port: int, members: int) -> list[str]:
     migrate(engine)
     sessions = session_factory(engine)
     now = datetime.now(UTC)
-    rt = make_runtime(child_config(port, db_url), sessions, FrozenClock(now))
+    rt = build_runtime(child_config(port, db_url), sessions, FrozenClock(now))
     with sessions() as session, session.begin():
         created = add_members(session, "maaspoort", members, now)
         addresses = [m.email for m in created]

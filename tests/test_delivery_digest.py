@@ -13,9 +13,9 @@ from relay.delivery.digest import send_digests
 from relay.delivery.sender import deliver_pending
 from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from storage.models import Delivery
-from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+from tests.delivery_world import add_members, approved_item, make_config, report_bytes
 
 
 def alert(rt: Runtime, subject: str, urgency: str = "normal", category: str = "burglary") -> None:
@@ -33,7 +33,7 @@ def received(sink: RecordingSink, address: str) -> list[str]:
 
 def test_digest_members_get_one_daily_message(smtp_sink: RecordingSink, sessions: sessionmaker[Session],
                                              clock: FrozenClock) -> None:
-    rt = make_runtime(make_config(smtp_sink.port), sessions, clock)
+    rt = build_runtime(make_config(smtp_sink.port), sessions, clock)
     now = clock.now()
     with sessions() as session, session.begin():
         add_members(session, "maaspoort", 1, now, prefix="direct")

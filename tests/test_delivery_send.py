@@ -21,15 +21,15 @@ from relay.delivery.bounces import handle_bounce
 from relay.delivery.sender import deliver_pending
 from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from relay.service.tokens import new_token
 from storage.models import ClassificationRecord, Delivery, Member, Message
 from storage.outbox import claim_due
-from tests.delivery_world import add_members, approved_item, make_config, make_runtime, report_bytes
+from tests.delivery_world import add_members, approved_item, make_config, report_bytes
 
 
 def runtime(sink: RecordingSink, sessions: sessionmaker[Session], clock: FrozenClock, **delivery: Any) -> Runtime:
-    return make_runtime(make_config(sink.port, **delivery), sessions, clock)
+    return build_runtime(make_config(sink.port, **delivery), sessions, clock)
 
 
 def publish(rt: Runtime, *, members: dict[str, int] | None = None, **item_fields: object) -> tuple[int, list[Member]]:
@@ -388,7 +388,7 @@ def test_a_broken_template_retries_instead_of_stalling(smtp_sink: RecordingSink,
     (tmp_path / "nl" / "alert.txt.j2").write_text("Subject: {{ no_such_value }}\n\nx\n", encoding="utf-8")
     config = make_config(smtp_sink.port)
     config = config.model_copy(update={"templates": TemplatesConfig(directory=tmp_path)})
-    rt = make_runtime(config, sessions, clock)
+    rt = build_runtime(config, sessions, clock)
     publish(rt, members={"maaspoort": 3})
     stats = deliver_pending(rt)
     assert (stats.sent, stats.retried) == (0, 3)
@@ -401,7 +401,7 @@ def test_non_ascii_names_are_encoded_and_read_back(smtp_sink: RecordingSink, ses
     config = make_config(smtp_sink.port)
     ward = config.wards[0].model_copy(update={"name": "Sint-Michiëlsgestel \"Oost\""})
     config = config.model_copy(update={"wards": [ward, *config.wards[1:]]})
-    rt = make_runtime(config, sessions, clock)
+    rt = build_runtime(config, sessions, clock)
     long_subject = "Verdachte situatie bij de Zuid-Willemsvaart – één persoon met zaklamp " * 3
     publish(rt, members={"maaspoort": 1}, subject=long_subject)
     deliver_pending(rt)
@@ -434,7 +434,7 @@ def test_a_job_whose_claim_expired_is_not_sent(smtp_sink: RecordingSink, session
                                                clock: FrozenClock) -> None:
     config = make_config(smtp_sink.port)
     config = config.model_copy(update={"smtp": config.smtp.model_copy(update={"connections": 1})})
-    rt = make_runtime(config, sessions, clock)
+    rt = build_runtime(config, sessions, clock)
     publish(rt, members={"maaspoort": 3})
     rt.clock = TakeoverClock(clock.now(), smtp_sink, sessions)
     stats = deliver_pending(rt)
@@ -446,7 +446,7 @@ def test_a_job_whose_claim_expired_is_not_sent(smtp_sink: RecordingSink, session
 def test_an_unreachable_server_stops_the_pass_at_once(sessions: sessionmaker[Session], clock: FrozenClock) -> None:
     with RecordingSink() as sink:
         port = sink.port  # closed again: nothing listens here any more
-    rt = make_runtime(make_config(port), sessions, clock)
+    rt = build_runtime(make_config(port), sessions, clock)
     publish(rt, members={"maaspoort": 30})
     stats = deliver_pending(rt)
     assert stats.sent == 0 and 1 <= stats.retried <= rt.config.smtp.connections

@@ -17,7 +17,7 @@ from relay.cli.members import (
     members_remove,
 )
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from storage.models import AuditEvent, Delivery, Member, Message
 from storage.outbox import enqueue_notice, mark_sent
 from tests.test_membership import command, confirm_token, reply_to_confirmation, runtime
@@ -176,13 +176,12 @@ def test_export_and_erase(engine: Engine, clock: FrozenClock) -> None:
 
 def test_import_export_erase_on_both_backends(db_url: str, clock: FrozenClock, tmp_path: Path) -> None:
     from storage.db import make_engine, migrate
-    from tests.test_approvals_helpers import make_runtime
     from tests.test_membership import membership_config
 
     engine = make_engine(db_url)
     migrate(engine)
     try:
-        rt = make_runtime(engine, clock, membership_config())
+        rt = build_runtime(membership_config(), engine, clock)
         code, out, _ = run_import(rt, tmp_path, "email,name,ward\njan_1%@example.nl,Jan,Empel\n"
                                                 "jan.1@example.nl,Jan Twee,Empel\n")
         assert code == 0 and out.startswith("2 added")

@@ -15,12 +15,12 @@ from mail.message import parse_mail
 from relay.config import parse_config
 from relay.members.commands import handle_command, parse_categories
 from relay.service.clock import FrozenClock
-from relay.service.runtime import Runtime, make_classifier
+from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.tokens import token_hash
 from rules.loader import load_rules
 from storage.models import Confirmation, Member
 from tests import mailgen
-from tests.test_approvals_helpers import audit_actions, config_dict, make_runtime, outbox, store
+from tests.test_approvals_helpers import audit_actions, config_dict, outbox, store
 
 NETWORK = "bin@example.org"
 PIET = "piet@example.net"
@@ -39,7 +39,7 @@ def membership_config() -> Any:
 
 
 def runtime(engine: Engine, clock: FrozenClock) -> Runtime:
-    return make_runtime(engine, clock, membership_config())
+    return build_runtime(membership_config(), engine, clock)
 
 
 def command(rt: Runtime, command: str, *, subject: str = "", body: str = "", sender: str = PIET,

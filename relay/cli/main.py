@@ -22,9 +22,9 @@ from relay.cli.demo import run_demo
 from relay.config import Config, ConfigError, default_config_path, load_config
 from relay.jobs.report import report_command
 from relay.service.clock import SystemClock
-from relay.service.daemon import Daemon, build_runtime
+from relay.service.daemon import Daemon
 from relay.service.logsetup import LEVELS, configure_logging
-from relay.service.runtime import Runtime
+from relay.service.runtime import Runtime, build_runtime
 from rules import RuleFileError
 from storage.db import has_table, make_engine, migrate, session_factory
 from storage.members import member_ward_map

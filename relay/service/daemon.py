@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from relay.approvals.timers import run_due
 from relay.approvals.timers import schedule as schedule_approvals
-from relay.config import Config, load_config
+from relay.config import load_config
 from relay.delivery.digest import digest_due, send_digests
 from relay.delivery.sender import deliver_pending
 from relay.ingest.imap import ImapSource
@@ -36,9 +36,9 @@ from relay.jobs.retention import purge
 from relay.routing.pipeline import route_pending
 from relay.service import sdnotify
 from relay.service.clock import Clock, SystemClock
-from relay.service.runtime import Runtime, make_classifier
+from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
-from storage.db import make_engine, migrate, session_factory
+from storage.db import make_engine, migrate
 
 log = logging.getLogger("binrelay.service.daemon")
 
@@ -239,17 +239,6 @@ class Daemon:
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         self.reload_requested = True
         self.wake_event.set()
-
-
-def build_runtime(config: Config, engine: Engine, clock: Clock) -> Runtime:
-    classifier = make_classifier(config)
-    return Runtime(
-        config=config,
-        sessions=session_factory(engine),
-        classifier=classifier,
-        templates=Templates(config),
-        clock=clock,
-    )
 
 
 def build_sources(rt: Runtime, ingestor: Ingestor) -> list[MailSource]:

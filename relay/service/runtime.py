@@ -6,12 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.config import Config
 from relay.service.clock import Clock, SystemClock
 from relay.service.templating import Templates
 from rules import Classifier, load_rules
+from storage.db import session_factory
 
 
 @dataclass
@@ -29,3 +31,10 @@ class Runtime:
 def make_classifier(config: Config) -> Classifier:
     """The rules for this configuration: the shipped defaults and the operator's file (``[rules] path``)."""
     return Classifier(config.directory(), load_rules(config.rules.path))
+
+
+def build_runtime(config: Config, database: Engine | sessionmaker[Session], clock: Clock) -> Runtime:
+    """The one way a runtime is made: the daemon, every command and every test call this."""
+    sessions = database if isinstance(database, sessionmaker) else session_factory(database)
+    return Runtime(config=config, sessions=sessions, classifier=make_classifier(config),
+                   templates=Templates(config), clock=clock)
