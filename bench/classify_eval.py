@@ -222,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --verbose, list the held-out part's mismatches too (only after tuning)")
     args = parser.parse_args(argv)
     if args.corpus is not None:
-        parts = sorted({row.get("part") for row in read_labels(args.corpus / "labels.jsonl")} - {None})
-        for part in parts or [None]:
+        named = sorted({str(row["part"]) for row in read_labels(args.corpus / "labels.jsonl") if row.get("part")})
+        parts: list[str | None] = [*named] if named else [None]
+        for part in parts:
             show = args.verbose and (part != "heldout" or args.show_heldout)
             report("corpus", args.corpus, part, show)
         return 0

@@ -18,6 +18,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,7 +60,7 @@ def bare(url: str, path: Path) -> float:
     now = datetime.now(UTC)
     started = time.perf_counter()
     with path.open(encoding="utf-8") as handle, session_factory(engine)() as session, session.begin():
-        rows = [{"email": r["email"], "name": r["name"], "ward": r["ward"].lower(), "language": "nl",
+        rows: list[dict[str, Any]] = [{"email": r["email"], "name": r["name"], "ward": r["ward"].lower(), "language": "nl",
                  "status": "active", "bounce_score": 0, "unsubscribe_token": new_token(), "preferences": {},
                  "joined_at": now} for r in csv.DictReader(handle)]
         session.execute(insert(Member), rows)

@@ -152,7 +152,8 @@ def report(stack: LoopbackStack, soak: Soak, ticks: int, elapsed: float, rss_sta
             select(Delivery.alert_id, Delivery.recipient, Delivery.status).where(Delivery.alert_id.is_not(None))
         ).all()
         tags = dict(session.execute(select(Alert.id, Alert.tag)).all())
-    expected = {hash((tags[alert_id], recipient)) for alert_id, recipient, status in rows if status != "failed"}
+    expected = {hash((tags[alert_id], recipient)) for alert_id, recipient, status in rows
+                if status != "failed" and alert_id is not None}
     copies = soak.copies
     lost = expected - set(copies)
     duplicated = {key: n for key, n in copies.items() if n > 1}

@@ -3,8 +3,8 @@
 #
 #   bash scripts/dev.sh install          install what is missing; nothing else
 #   bash scripts/dev.sh demo [ARGS...]   install, then run `binrelay demo`
-#   bash scripts/dev.sh test [ARGS...]   install, then run the whole test suite
-#                                        (ARGS go to pytest, e.g. -k storage)
+#   bash scripts/dev.sh test [ARGS...]   install, then run the whole test suite: ruff, mypy
+#                                        and pytest (ARGS go to pytest, e.g. -k storage)
 #
 # Idempotent and quiet when everything is already there. Debian packages are
 # installed with sudo when not root: dovecot-imapd and postgresql provide the
@@ -167,6 +167,18 @@ install_all() {
 
 # --- commands -----------------------------------------------------------------
 
+run_checks() {
+    # Lint, types and tests; every one runs, and any failure fails the whole.
+    local failed=0
+    say "ruff check"
+    "$VENV/bin/python" -m ruff check . || failed=1
+    say "mypy (packages, tests and benchmarks)"
+    "$VENV/bin/python" -m mypy mail rules relay storage tests bench || failed=1
+    say "pytest"
+    "$VENV/bin/python" -m pytest "$@" || failed=1
+    return "$failed"
+}
+
 main() {
     local cmd="${1:-}"
     [ $# -eq 0 ] || shift
@@ -183,7 +195,7 @@ main() {
             install_all
             cd "$ROOT"
             export BINRELAY_REQUIRE_POSTGRES=1 BINRELAY_REQUIRE_DOVECOT=1 BINRELAY_REQUIRE_SYSTEMD=1
-            exec "$VENV/bin/python" -m pytest "$@"
+            run_checks "$@"
             ;;
         -h | --help | help)
             usage

@@ -88,6 +88,7 @@ def _imports() -> list[Import]:
         functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         inside = {id(child) for function in functions for child in ast.walk(function)}
         for node in ast.walk(tree):
+            targets: list[tuple[str, tuple[str, ...]]]
             if isinstance(node, ast.Import):
                 targets = [(alias.name, ()) for alias in node.names]
             elif isinstance(node, ast.ImportFrom):

@@ -29,7 +29,7 @@ SETTINGS = settings(
 )
 CHARSETS = ["utf-8", "iso-8859-1", "windows-1252", "x-unknown", "utf-16", "ascii", "gb2312", ""]
 HEADER_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200
+    alphabet=st.characters(exclude_categories=["Cs"]), max_size=200
 )
 
 
