@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session
 
 from mail.headers import valid_address
+from relay.cli.output import print_listing
 from relay.service.runtime import Runtime
 from relay.service.tokens import new_token
 from rules.places import Places, postcode_in
@@ -233,18 +234,12 @@ def members_list(rt: Runtime, ward: str | None, as_json: bool, out: TextIO, err:
             return EXIT_USAGE
     with rt.sessions() as session:
         rows = [_summary(member) for member in list_members(session, slug)]
-    if as_json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False), file=out)
-        return EXIT_OK
-    if not rows:
-        print("no members", file=out)
-        return EXIT_OK
-    print(f"{'EMAIL':40}  {'WARD':20}  {'STATUS':8}  {'LANG':4}  NAME", file=out)
-    for row in rows:
-        print(f"{row['email']:40}  {row['ward']:20}  {row['status']:8}  {row['language']:4}  {row['name'] or ''}",
-              file=out)
-    print(f"{len(rows)} members", file=out)
+    print_listing(rows, as_json=as_json, out=out, empty="no members",
+                  header=f"{'EMAIL':40}  {'WARD':20}  {'STATUS':8}  {'LANG':4}  NAME",
+                  line=lambda row: f"{row['email']:40}  {row['ward']:20}  {row['status']:8}  "
+                                   f"{row['language']:4}  {row['name'] or ''}")
+    if rows and not as_json:
+        print(f"{len(rows)} members", file=out)
     return EXIT_OK
 
 

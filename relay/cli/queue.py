@@ -11,6 +11,7 @@ import sys
 from typing import Any, TextIO
 
 from relay.approvals.decide import Decision, decide
+from relay.cli.output import print_listing
 from relay.service import texts
 from relay.service.runtime import Runtime
 from storage.audit import events_for_item
@@ -49,20 +50,17 @@ def queue_list(rt: Runtime, as_json: bool, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     with rt.sessions() as session:
         rows = [item_summary(item) for item in pending_items(session)]
-    if as_json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False), file=out)
-        return EXIT_OK
-    if not rows:
-        print("no pending items", file=out)
-        return EXIT_OK
-    print(f"{'ID':>6}  {'RECEIVED':16}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT", file=out)
-    for row in rows:
-        received = row["created_at"][:16].replace("T", " ")
-        wards = ",".join(row["wards"]) or "-"
-        subject = (row["subject"] or "").replace("\n", " ")[:60]
-        print(f"{row['id']:>6}  {received:16}  {row['kind']:14}  {row['urgency']:7}  {wards:20}  {subject}", file=out)
+    print_listing(rows, as_json=as_json, out=out, empty="no pending items",
+                  header=f"{'ID':>6}  {'RECEIVED':16}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT",
+                  line=_queue_line)
     return EXIT_OK
+
+
+def _queue_line(row: dict[str, Any]) -> str:
+    received = row["created_at"][:16].replace("T", " ")
+    wards = ",".join(row["wards"]) or "-"
+    subject = (row["subject"] or "").replace("\n", " ")[:60]
+    return f"{row['id']:>6}  {received:16}  {row['kind']:14}  {row['urgency']:7}  {wards:20}  {subject}"
 
 
 def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:

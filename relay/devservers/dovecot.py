@@ -27,12 +27,11 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from imapclient import IMAPClient
 
-from relay.devservers.files import tail
+from relay.devservers.files import PrivateServer
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -73,13 +72,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PrivateDovecot:
+class PrivateDovecot(PrivateServer):
     """One private Dovecot; ``start()`` (or ``with``), then ``stop()``.
 
     ``without`` names capabilities not to advertise (e.g. ``{"IDLE", "MOVE"}``)
     so clients take their polling and COPY+EXPUNGE paths; ``capabilities``
     replaces the advertised list altogether (e.g. a bare ``["IMAP4rev1"]``).
     """
+
+    log_name = "dovecot.log"
 
     def __init__(
         self,
@@ -218,18 +219,7 @@ class PrivateDovecot:
         root = self.workdir / "mail" / username
         return root if folder.upper() == "INBOX" else root / f".{folder}"
 
-    def log_tail(self, lines: int = 30) -> str:
-        return tail(self.workdir / "dovecot.log" if self.workdir is not None else None, lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.remove()
 
     # -- steps ----------------------------------------------------------------

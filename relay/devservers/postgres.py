@@ -25,12 +25,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self, TypedDict
 
 import psycopg
 
-from relay.devservers.files import tail
+from relay.devservers.files import PrivateServer
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -144,7 +143,7 @@ def _base_tempdir(run_as: _RunAs) -> str:
     return base
 
 
-class PrivatePostgres:
+class PrivatePostgres(PrivateServer):
     """One private PostgreSQL server; call ``start()`` (or use ``with``) then ``stop()``."""
 
     def __init__(self, user: str = "binrelay", database: str = "binrelay") -> None:
@@ -226,18 +225,7 @@ class PrivatePostgres:
             shutil.rmtree(workdir, ignore_errors=True)
         self.port = None
 
-    def log_tail(self, lines: int = 30) -> str:
-        return tail(self.workdir / "server.log" if self.workdir is not None else None, lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
 
     # -- steps ----------------------------------------------------------------
