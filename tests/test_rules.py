@@ -292,3 +292,31 @@ def test_category_labels_exist_in_both_languages() -> None:
     rules = load_rules()
     for category in rules.categories:
         assert rules.label(category, "nl") and rules.label(category, "en")
+
+
+# -- one reading of a person's own words (mail.quotes) ----------------------------------
+
+
+def test_a_bottom_posted_command_is_read_below_the_quote(classifier: Classifier) -> None:
+    """The classifier and the membership use case read the same words: the new text, not the quote above it."""
+    body = (
+        "Op ma 5 okt. 2026 om 07:12 schreef BIN 's-Hertogenbosch <bin@bin-denbosch.nl>:\n"
+        "> Welkom bij het BIN van Maaspoort.\n"
+        "> Wilt u geen berichten meer? Stuur AFMELDEN.\n\n"
+        "AFMELDEN\n"
+    )
+    result = classify(classifier, "Re: Welkom bij het BIN", body)
+    assert (result.kind, result.command) == ("command", "unsubscribe"), result.explanation
+
+
+def test_a_reply_whose_attribution_wraps_is_classified_on_its_own_words(classifier: Classifier) -> None:
+    """Gmail wraps a long attribution over two lines; the quoted alert below it must not count."""
+    body = (
+        "Er loopt nu een man met een capuchon langs alle voordeuren en hij voelt aan de klinken.\n\n"
+        "Op ma 5 okt. 2026 om 07:12 schreef BIN 's-Hertogenbosch Maaspoort <\n"
+        "bin+a-k7m2q4x9a3b5c6d7@bin-denbosch.nl>:\n\n"
+        "> Vannacht is ingebroken in een woning aan de Marathonloop. De inbrekers\n"
+        "> forceerden de achterdeur; er is ingebroken en sieraden zijn gestolen.\n"
+    )
+    result = classify(classifier, "Re: Inbraak Marathonloop", body)
+    assert result.category == "suspicious", result.explanation
