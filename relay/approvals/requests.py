@@ -241,7 +241,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "sender": sender_label(session, config, item, message, mail, language),
         "network_wide": bool(config.network.coordinators),
         "unknown_sender": item.kind == ItemKind.UNKNOWN_SENDER,
-        "category": texts.category_label(item.category, language),
+        "category": texts.category_label(rt.classifier.rules, item.category, language),
         "urgency": texts.URGENCY_LABELS[language].get(item.urgency, item.urgency),
         "urgent": item.urgency == "urgent",
         "wards": texts.ward_names(config, item.target_wards or item.proposed_wards, language),

@@ -225,7 +225,7 @@ def _notify_partners(rt: Runtime, session: Session, item: QueueItem, alert: Aler
         language = config.network.language
         rendered = rt.templates.render(
             "partner_forward", language,
-            category=category_label(alert.category, language),
+            category=category_label(rt.classifier.rules, alert.category, language),
             urgent=alert.urgency == "urgent",
             wards=", ".join(w.name if (w := config.ward(s)) else s for s in alert.wards),
             subject=alert.subject,

@@ -21,6 +21,7 @@ from relay.delivery import compose
 from relay.delivery.render import source_label_in, unsubscribe_address
 from relay.service.runtime import Runtime
 from relay.service.texts import category_label
+from rules.loader import RuleSet
 from storage.members import active_members
 from storage.models import Alert, Member
 from storage.outbox import enqueue_notice, last_notice_at
@@ -70,7 +71,7 @@ def _digest_for(rt: Runtime, session: Session, member: Member, now: datetime) ->
     rendered = rt.templates.render(
         "alert_digest", language,
         ward=ward.name if ward else member.ward,
-        items=[_item(alert, language) for alert in alerts],
+        items=[_item(rt.classifier.rules, alert, language) for alert in alerts],
         network_address=rt.config.network.address,
         unsubscribe_address=unsubscribe_address(rt.config, member),
     )
@@ -95,9 +96,9 @@ def _belongs(member: Member, alert: Alert) -> bool:
     return not categories or (alert.category or "other") in categories
 
 
-def _item(alert: Alert, language: str) -> dict[str, Any]:
+def _item(rules: RuleSet, alert: Alert, language: str) -> dict[str, Any]:
     return {
-        "category": category_label(alert.category, language),
+        "category": category_label(rules, alert.category, language),
         "subject": compose.header_safe(alert.subject or ""),
         "source": source_label_in(alert, language),
         "text": (alert.body or "").strip(),

@@ -22,6 +22,7 @@ from relay.config import Config
 from relay.delivery import compose
 from relay.service.templating import Templates
 from relay.service.texts import category_label
+from rules.loader import RuleSet
 from storage.models import Alert, Member
 
 UNSUBSCRIBE_SLOT = "\x00UNSUBSCRIBE\x00"
@@ -83,9 +84,10 @@ def source_label_in(alert: Alert, language: str) -> str:
 class AlertRenderer:
     """Renders one alert for many members; build one per alert per delivery pass."""
 
-    def __init__(self, config: Config, templates: Templates, alert: Alert,
+    def __init__(self, config: Config, templates: Templates, rules: RuleSet, alert: Alert,
                  attachments: list[AttachmentData] | None = None, *, now: datetime) -> None:
         self._config = config
+        self._rules = rules
         self._templates = templates
         self._alert = alert
         self._attachments = attachments or []
@@ -129,7 +131,7 @@ class AlertRenderer:
         rendered = self._templates.render(
             "alert", language,
             ward=ward_name,
-            category=category_label(alert.category, language),
+            category=category_label(self._rules, alert.category, language),
             urgent=alert.urgency == "urgent",
             urgent_label=URGENT_LABEL.get(language, "SPOED"),
             subject=compose.header_safe(alert.subject or ""),

@@ -252,7 +252,8 @@ def _renderer_for(state: _Pass, session: Session, alert_id: int) -> AlertRendere
     assert alert is not None  # the foreign key cascades: a row always has its alert
     attachments = _attachment_data(state.config, session, alert)
     session.expunge(alert)
-    return AlertRenderer(state.config, state.rt.templates, alert, attachments, now=state.rt.clock.now())
+    return AlertRenderer(state.config, state.rt.templates, state.rt.classifier.rules, alert, attachments,
+                         now=state.rt.clock.now())
 
 
 def _attachment_data(config: Config, session: Session, alert: Alert) -> list[AttachmentData]:

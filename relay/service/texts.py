@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from relay.config import Config
+from rules.loader import RuleSet
 
 try:
     DISPLAY_ZONE: Any = ZoneInfo("Europe/Amsterdam")
@@ -16,20 +17,6 @@ except ZoneInfoNotFoundError:  # a system without tzdata: show UTC rather than f
 
     DISPLAY_ZONE = UTC
 
-CATEGORY_LABELS: dict[str, dict[str, str]] = {
-    "nl": {
-        "burglary": "Inbraak", "suspicious": "Verdachte situatie", "theft": "Diefstal",
-        "vandalism": "Vernieling", "nuisance": "Overlast", "fraud": "Oplichting",
-        "missing_person": "Vermissing", "fire": "Brand", "traffic": "Verkeer",
-        "info": "Informatie", "other": "Bericht",
-    },
-    "en": {
-        "burglary": "Burglary", "suspicious": "Suspicious situation", "theft": "Theft",
-        "vandalism": "Vandalism", "nuisance": "Nuisance", "fraud": "Fraud",
-        "missing_person": "Missing person", "fire": "Fire", "traffic": "Traffic",
-        "info": "Information", "other": "Message",
-    },
-}
 URGENCY_LABELS = {
     "nl": {"urgent": "SPOED", "normal": "normaal", "low": "laag"},
     "en": {"urgent": "URGENT", "normal": "normal", "low": "low"},
@@ -66,9 +53,9 @@ def language_of(config: Config) -> str:
     return config.network.language
 
 
-def category_label(category: str | None, language: str) -> str:
-    labels = CATEGORY_LABELS[language]
-    return labels.get(category or "other", labels["other"])
+def category_label(rules: RuleSet, category: str | None, language: str) -> str:
+    """The category's name for people, from the rule files (``label_nl``/``label_en``)."""
+    return rules.label(category, language)
 
 
 def ward_names(config: Config, slugs: Iterable[str], language: str) -> str:
