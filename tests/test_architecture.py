@@ -213,3 +213,39 @@ def test_imports_inside_functions_are_deferred_libraries_with_a_reason() -> None
         if item.in_function and (_ours(item.target) or not item.commented)
     ]
     assert wrong == []
+
+
+# Inside relay/, the stages a stage may use (docs/design.md): the pipeline reads top to bottom.
+RELAY_STAGES = {
+    "relay.config": set(),
+    "relay.service": {"relay.config"},
+    "relay.delivery": {"relay.config", "relay.service"},
+    "relay.ingest": {"relay.config", "relay.service"},
+    "relay.members": {"relay.config", "relay.service", "relay.delivery"},
+    "relay.approvals": {"relay.config", "relay.service", "relay.delivery"},
+    "relay.routing": {"relay.config", "relay.service", "relay.delivery", "relay.members", "relay.approvals"},
+    "relay.jobs": {"relay.config", "relay.service", "relay.delivery"},
+    "relay.service.daemon": {"relay.config", "relay.service", "relay.delivery", "relay.ingest", "relay.members",
+                             "relay.approvals", "relay.routing", "relay.jobs"},
+    "relay.devservers": {"relay.config", "relay.service", "relay.service.daemon"},
+}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "relay" or len(parts) < 2:
+        return parts[0]
+    return "relay.service.daemon" if parts[1:3] == ["service", "daemon"] else f"relay.{parts[1]}"
+
+
+def test_relay_stages_point_one_way() -> None:
+    wrong = []
+    for item in IMPORTS:
+        stage = _stage(item.module)
+        if not stage.startswith("relay.") or stage == "relay.cli":
+            continue  # the command line may use every stage
+        for target in _edges(item):
+            used = _stage(target)
+            if used.startswith("relay.") and used != stage and used not in RELAY_STAGES[stage]:
+                wrong.append(f"{item.module}:{item.line} ({stage}) imports {target} ({used})")
+    assert wrong == []
