@@ -168,7 +168,7 @@ def print_safeguards(corpus: Path) -> None:
     """
     config = load_config(corpus / "config.toml")
     rules = load_rules(config.rules.path)
-    guard = Safeguards(streets=[street for ward in config.wards for street in ward.streets])
+    guard = Safeguards(rules.safeguards, streets=[street for ward in config.wards for street in ward.streets])
     expected = {row["file"]: set(row["safeguards"]) for row in read_labels(corpus / "safeguards.jsonl")}
     clean = flagged_clean = labelled = found = 0
     false_alarms: list[str] = []

@@ -37,6 +37,8 @@ SCHEMA: dict[str, Any] = {
     "resolved": {"words": _LIST},
     "auto_reply": {"subjects": _LIST},
     "street_abbreviations": {"*": _LIST},
+    "safeguards": {"appearance": {"nl": _LIST, "en": _LIST}, "appearance_advice": {"nl": None, "en": None},
+                   "services": {"prefixes": _LIST}},
 }
 
 
@@ -96,6 +98,8 @@ class RuleSet:
     ambiguous_places: set[str]
     street_abbreviations: dict[str, list[str]]
     disclaimer_starts: list[str]
+    # rules.safeguards' patterns and advice, as the rule files give them.
+    safeguards: dict[str, Any] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
     def label(self, category: str | None, language: str = "nl") -> str:
@@ -235,6 +239,7 @@ def _build(data: dict[str, Any], where: Path) -> RuleSet:
             for suffix in data.get("street_abbreviations", {})
         },
         disclaimer_starts=_strings(data, "disclaimer_starts", where),
+        safeguards=data.get("safeguards", {}),
     )
 
 

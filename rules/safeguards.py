@@ -17,16 +17,12 @@ their descriptions, so their signalementen are not second-guessed here.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from rules.vocabulary import Source
 
-TERMS_FILE = Path(__file__).with_name("safeguards.toml")
 RESIDENT_SOURCES = frozenset({Source.MEMBER, Source.UNKNOWN, Source.COORDINATOR})
 MAX_EVIDENCE = 80
 
@@ -122,8 +118,8 @@ class AttachmentInfo:
 class Safeguards:
     """Built once per configuration; ``check`` is pure and cheap."""
 
-    def __init__(self, streets: Iterable[str] = (), extra: dict[str, Any] | None = None) -> None:
-        terms = _merge(load_terms(), extra or {})
+    def __init__(self, terms: dict[str, Any], streets: Iterable[str] = ()) -> None:
+        """``terms``: the rule set's ``safeguards`` tables (``RuleSet.safeguards``)."""
         patterns = [*terms["appearance"].get("nl", []), *terms["appearance"].get("en", [])]
         self._appearance = re.compile(
             r"\b(?:" + "|".join(f"(?:{p})" for p in patterns) + r")\b", re.IGNORECASE
@@ -235,19 +231,3 @@ def _unique(findings: list[Finding]) -> list[Finding]:
         seen.setdefault((finding.kind, finding.evidence.lower()), finding)
     return list(seen.values())
 
-
-@cache
-def load_terms() -> dict[str, Any]:
-    with TERMS_FILE.open("rb") as handle:
-        return tomllib.load(handle)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """An operator's [safeguards] table adds patterns to the shipped lists."""
-    merged = {key: dict(value) for key, value in base.items()}
-    for section, values in extra.items():
-        target = merged.setdefault(section, {})
-        for key, value in values.items():
-            current = target.get(key)
-            target[key] = [*current, *value] if isinstance(current, list) else value
-    return merged

@@ -325,13 +325,3 @@ class RateWindow(Base):
 
     __table_args__ = (Index("ix_rate_windows_start", "window_start"),)
 
-
-class DailyStat(Base):
-    """Counters kept after retention purges the messages themselves."""
-
-    __tablename__ = "daily_stats"
-
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
-    ward: Mapped[str] = mapped_column(String(60), primary_key=True)  # "" for network-wide
-    name: Mapped[str] = mapped_column(String(60), primary_key=True)  # e.g. "received.police.burglary"
-    value: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from rules.loader import load_rules
 from rules.safeguards import AttachmentInfo, Safeguards
 
 STREETS = ["Marathonloop", "Olympiaplein", "Van Broeckhovenlaan", "Hinthamerstraat"]
@@ -11,7 +14,7 @@ STREETS = ["Marathonloop", "Olympiaplein", "Van Broeckhovenlaan", "Hinthamerstra
 
 @pytest.fixture(scope="module")
 def guard() -> Safeguards:
-    return Safeguards(streets=STREETS)
+    return Safeguards(load_rules().safeguards, streets=STREETS)
 
 
 def kinds(guard: Safeguards, text: str, source: str = "member") -> dict[str, list[str]]:
@@ -152,8 +155,10 @@ def test_partner_messages_are_not_second_guessed(guard: Safeguards) -> None:
     }
 
 
-def test_operator_terms_extend_the_defaults() -> None:
-    guard = Safeguards(extra={"appearance": {"nl": ["vreemde snuiter"]}})
+def test_operator_terms_extend_the_defaults(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[safeguards.appearance]\nnl = ["vreemde snuiter"]\n', encoding="utf-8")
+    guard = Safeguards(load_rules(mine).safeguards)
     assert kinds(guard, "een vreemde snuiter bij de school").get("appearance") == ["vreemde snuiter"]
     assert "appearance" in kinds(guard, "een getinte man")  # the shipped terms stay
 

@@ -22,7 +22,7 @@ from relay.delivery import compose
 from relay.service import texts
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
-from rules.safeguards import AttachmentInfo, Safeguards, load_terms
+from rules.safeguards import AttachmentInfo, Safeguards
 from rules.vocabulary import PARTNERS
 from storage import audit
 from storage.members import member_by_email
@@ -183,7 +183,7 @@ def _safeguards(rt: Runtime) -> Safeguards:
     """One Safeguards per runtime (it compiles patterns)."""
     guard = rt.extras.get("safeguards")
     if not isinstance(guard, Safeguards):
-        guard = Safeguards([street for ward in rt.config.wards for street in ward.streets])
+        guard = Safeguards(rt.classifier.rules.safeguards, [street for ward in rt.config.wards for street in ward.streets])
         rt.extras["safeguards"] = guard
     return guard
 
@@ -248,7 +248,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "original_subject": compose.header_safe(_subject_of(message, mail)),
         "explanation": _explanation(message),
         "warnings": texts.warning_lines(item.warnings or [], language),
-        "appearance_advice": _appearance_advice(item, language),
+        "appearance_advice": _appearance_advice(rt, item, language),
         "text": texts.trim_text(item.edited_text or _text_of(message, mail), MAX_REQUEST_TEXT, language),
         "attachments": [
             f"{a.filename or '(naamloos)'} ({a.content_type}, {texts.human_size(a.size)})"
@@ -302,13 +302,11 @@ def _explanation(message: Message | None) -> list[str]:
     return lines[:MAX_EXPLANATION_LINES]
 
 
-def _appearance_advice(item: QueueItem, language: str) -> str | None:
+def _appearance_advice(rt: Runtime, item: QueueItem, language: str) -> str | None:
     if not any(isinstance(w, dict) and w.get("kind") == "appearance" for w in item.warnings or []):
         return None
-    try:
-        return str(load_terms()["appearance_advice"][language])
-    except KeyError:
-        return None
+    advice = rt.classifier.rules.safeguards.get("appearance_advice", {}).get(language)
+    return str(advice) if advice else None
 
 
 def _mail_of(message: Message | None, config: Config) -> ParsedMail | None:

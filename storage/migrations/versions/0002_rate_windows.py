@@ -1,4 +1,4 @@
-"""one table for every rate limit, keyed by address digests
+"""one table for every rate limit, keyed by address digests; the unused daily_stats goes
 
 Revision ID: 0002
 Revises: 0001
@@ -29,9 +29,18 @@ def upgrade() -> None:
     op.create_index("ix_rate_windows_start", "rate_windows", ["window_start"])
     # The per-sender hour windows held addresses; the counts only matter for the current hour.
     op.drop_table("sender_windows")
+    op.drop_table("daily_stats")  # nothing ever wrote it; the report counts from kept rows
 
 
 def downgrade() -> None:
+    op.create_table(
+        "daily_stats",
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("ward", sa.String(length=60), nullable=False),
+        sa.Column("name", sa.String(length=60), nullable=False),
+        sa.Column("value", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "ward", "name"),
+    )
     op.create_table(
         "sender_windows",
         sa.Column("sender", sa.String(length=320), nullable=False),
