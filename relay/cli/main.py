@@ -29,7 +29,7 @@ from rules import RuleFileError
 from storage.db import has_table, make_engine, migrate, session_factory
 from storage.members import member_ward_map
 
-log = logging.getLogger("binrelay.cli.main")
+log = logging.getLogger("binrelay.cli")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

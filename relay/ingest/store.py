@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from relay.service.clock import Clock
 from storage.messages import insert_message, insert_messages, message_id_by_dedup_key
 
-log = logging.getLogger("binrelay.ingest.store")
+log = logging.getLogger("binrelay.ingest")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 MAX_HEADER_BYTES = 256 * 1024  # a header block larger than this is not parsed further

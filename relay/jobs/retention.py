@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from relay.service.runtime import Runtime
 from storage.retention import purge_alerts, purge_audit_events, purge_deliveries, purge_messages
 
-log = logging.getLogger("binrelay.jobs.retention")
+log = logging.getLogger("binrelay.retention")
 
 BATCH = 1000
 

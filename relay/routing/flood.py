@@ -20,7 +20,7 @@ from rules.vocabulary import Kind, Source
 from storage import limits
 from storage.models import ClassificationRecord, Message
 
-log = logging.getLogger("binrelay.routing.flood")
+log = logging.getLogger("binrelay.flood")
 
 LIMITED_SOURCES = frozenset({Source.MEMBER, Source.UNKNOWN})
 LIMITED_KINDS = frozenset({Kind.REPORT, Kind.COMMAND})

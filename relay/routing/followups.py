@@ -26,7 +26,7 @@ from storage import audit
 from storage.models import Alert, ClassificationRecord, ItemKind, Message
 from storage.queue import alert_by_tag, alert_made_from, alerts_by_message_ids
 
-log = logging.getLogger("binrelay.routing.followups")
+log = logging.getLogger("binrelay.followups")
 
 _COPY_ID = re.compile(r"<?alert-([a-z2-7]{16})\.\d+@", re.IGNORECASE)
 

@@ -30,7 +30,7 @@ from storage.members import member_ward_map
 from storage.messages import pending_message_ids
 from storage.models import ClassificationRecord, Message, MessageStatus
 
-log = logging.getLogger("binrelay.routing.pipeline")
+log = logging.getLogger("binrelay.pipeline")
 
 Handler = Callable[[Runtime, Session, Message, ParsedMail, ClassificationRecord], object]
 MEMBER_COMMANDS = frozenset({"subscribe", "unsubscribe", "help", "confirm", "preferences"})

@@ -40,7 +40,7 @@ from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
 from storage.db import make_engine, migrate
 
-log = logging.getLogger("binrelay.service.daemon")
+log = logging.getLogger("binrelay.daemon")
 
 IDLE_WAIT_SECONDS = 30.0
 DELIVERY_WAIT_SECONDS = 5.0
