@@ -322,9 +322,10 @@ def render(entry: Entry, index: int) -> bytes:
     return head if raw_body is None else head + raw_body
 
 
-def build(root: Path) -> int:
-    """Write ``root/eml/*.eml`` and ``root/labels.jsonl``; the number of messages."""
-    sources = root / "src" if (root / "src").is_dir() else HERE / "src"
+def build(root: Path, sources: Path | None = None) -> int:
+    """Write ``root/eml/*.eml`` and ``root/labels.jsonl`` from ``sources`` (default: ``root/src``, else
+    the invented corpus's ``src``); the number of messages."""
+    sources = sources or (root / "src" if (root / "src").is_dir() else HERE / "src")
     entries = [entry for path in sorted(sources.glob("*.txt")) for entry in read_entries(path)]
     real = any(entry.get("url") for entry in entries)
     if real and not all(entry.get("url") for entry in entries):

@@ -13,10 +13,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from mail.message import parse_mail
 from relay.config import load_config
 
 CORPUS = Path(__file__).resolve().parent
+REAL = CORPUS / "real"  # the real-text corpus: the same town, messages after published texts
+BOTH = pytest.mark.parametrize("corpus", [CORPUS, REAL], ids=["invented", "real"])
+LABEL_KEYS = {"file", "source", "kind", "category", "wards", "urgency"}
 SOURCES = {"police", "municipality", "coordinator", "member", "unknown"}
 KINDS = {"report", "command", "auto_reply", "bounce", "loop"}
 CATEGORIES = {"burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud",
@@ -24,18 +29,20 @@ CATEGORIES = {"burglary", "suspicious", "theft", "vandalism", "nuisance", "fraud
 URGENCIES = {"urgent", "normal", "low"}
 
 
-def labels() -> list[dict[str, object]]:
-    with (CORPUS / "labels.jsonl").open(encoding="utf-8") as handle:
+def labels(corpus: Path = CORPUS) -> list[dict[str, object]]:
+    with (corpus / "labels.jsonl").open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def test_every_message_has_exactly_one_valid_label() -> None:
-    rows = labels()
-    files = sorted(path.name for path in (CORPUS / "eml").glob("*.eml"))
+@BOTH
+def test_every_message_has_exactly_one_valid_label(corpus: Path) -> None:
+    rows = labels(corpus)
+    files = sorted(path.name for path in (corpus / "eml").glob("*.eml"))
     assert sorted(str(row["file"]) for row in rows) == files
     slugs = set(load_config(CORPUS / "config.toml").ward_slugs)
     for row in rows:
-        assert set(row) == {"file", "source", "kind", "category", "wards", "urgency"}, row
+        keys = LABEL_KEYS | ({"url", "part"} if corpus == REAL else set())
+        assert set(row) == keys, row
         assert row["source"] in SOURCES and row["kind"] in KINDS, row
         wards = row["wards"]
         assert isinstance(wards, list) and wards == sorted(set(wards)) and set(wards) <= slugs, row
@@ -55,8 +62,18 @@ def test_the_corpus_covers_what_it_promises() -> None:
     assert {row["source"] for row in rows} == SOURCES
 
 
-def test_every_message_parses_without_losing_its_text() -> None:
-    for path in sorted((CORPUS / "eml").glob("*.eml")):
+def test_the_real_corpus_keeps_its_provenance_and_a_held_out_part() -> None:
+    rows = labels(REAL)
+    assert len(rows) >= 400 and all(str(row["url"]).startswith(("https://", "http://")) for row in rows)
+    parts = Counter(row["part"] for row in rows)
+    assert set(parts) == {"tune", "heldout"} and parts["heldout"] >= 120
+    categories = Counter(row["category"] for row in rows if row["part"] == "heldout")
+    assert set(categories) == CATEGORIES  # every category is measured where nobody tuned
+
+
+@BOTH
+def test_every_message_parses_without_losing_its_text(corpus: Path) -> None:
+    for path in sorted((corpus / "eml").glob("*.eml")):
         mail = parse_mail(path.read_bytes())
         assert mail.from_addresses, path.name
         assert mail.subject or mail.text.strip(), path.name
@@ -71,7 +88,8 @@ def test_members_belong_to_known_wards() -> None:
     assert rows and all(row["ward"] in slugs and "@" in row["email"] for row in rows)
 
 
-def test_the_build_reproduces_the_committed_files(tmp_path: Path) -> None:
+@BOTH
+def test_the_build_reproduces_the_committed_files(tmp_path: Path, corpus: Path) -> None:
     spec = importlib.util.spec_from_file_location("corpus_build", CORPUS / "build.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -80,9 +98,9 @@ def test_the_build_reproduces_the_committed_files(tmp_path: Path) -> None:
         spec.loader.exec_module(module)
     finally:
         del sys.modules[spec.name]
-    module.build(tmp_path)
-    assert (tmp_path / "labels.jsonl").read_bytes() == (CORPUS / "labels.jsonl").read_bytes()
+    module.build(tmp_path, corpus / "src")
+    assert (tmp_path / "labels.jsonl").read_bytes() == (corpus / "labels.jsonl").read_bytes()
     built = sorted(path.name for path in (tmp_path / "eml").glob("*.eml"))
-    assert built == sorted(path.name for path in (CORPUS / "eml").glob("*.eml"))
+    assert built == sorted(path.name for path in (corpus / "eml").glob("*.eml"))
     for name in built:
-        assert (tmp_path / "eml" / name).read_bytes() == (CORPUS / "eml" / name).read_bytes(), name
+        assert (tmp_path / "eml" / name).read_bytes() == (corpus / "eml" / name).read_bytes(), name
