@@ -69,6 +69,7 @@ class Attachment:
 @dataclass
 class ParsedMail:
     raw_size: int
+    header_bytes: int  # the size of the header block
     message_id: str | None
     subject: str
     from_addresses: list[tuple[str, str]]
@@ -416,6 +417,7 @@ def _assemble(
     in_reply_to = message_ids(headers.get("in-reply-to", []))
     return ParsedMail(
         raw_size=len(raw),
+        header_bytes=_header_end(raw),
         message_id=message_id(_first(headers, "message-id")),
         subject=decode_header_value(subject_raw) if subject_raw is not None else "",
         from_addresses=from_addresses,
@@ -451,7 +453,8 @@ def _emergency(raw: bytes, max_bytes: int | None, exc: Exception) -> ParsedMail:
     except Exception:  # noqa: BLE001
         subject = ""
     return ParsedMail(
-        raw_size=len(raw), message_id=None, subject=subject, from_addresses=[], sender=None,
+        raw_size=len(raw), header_bytes=_header_end(raw), message_id=None, subject=subject, from_addresses=[],
+        sender=None,
         reply_to=[], to=[], cc=[], date=None, in_reply_to=None, references=[], text="",
         html=None, attachments=[], defects=defects, too_large=too_large, message=message,
         raw_headers=headers,

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.directory import Directory, Partner, Ward
+from rules.sender import Trust
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 POSTCODE_PATTERN = re.compile(r"^[1-9][0-9]{3}$")
@@ -222,8 +223,6 @@ class ApprovalConfig(_Section):
     # Without a configured key, create one in a 0600 file next to the SQLite
     # database (or in the state directory), so reminders repeat the same token.
     token_key_auto: bool = True
-    # Refuse decisions whose Authentication-Results say dmarc=fail or spf=fail.
-    refuse_failed_authentication: bool = True
     # Acknowledge residents' reports (with the 112 reminder).
     acknowledge_reports: bool = True
     # Reports this close in time, of the same category and ward, and at least
@@ -263,12 +262,29 @@ class DeliveryConfig(_Section):
 class LimitsConfig(_Section):
     # Larger messages are stored (truncated text) and held, never forwarded.
     max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Headers larger than this are not read for a sender: the message is held as malformed.
+    max_header_bytes: int = Field(default=256 * 1024, ge=8 * 1024)
     # Messages per sender per hour before the sender is rate-limited.
     sender_messages_per_hour: int = Field(default=20, ge=1)
     # Subscription confirmations per address per day (no mail-bombing).
     confirmations_per_day: int = Field(default=3, ge=1)
     # Hours a subscription confirmation stays valid.
     confirmation_hours: int = Field(default=72, ge=1)
+
+
+class SecurityConfig(_Section):
+    # Authentication-Results headers count only when added by one of these authserv-ids: your
+    # receiving server's (RFC 8601; it removes forged ones with its own id). Empty: the network
+    # address's domain and its subdomains (e.g. "mx.bin-denbosch.nl").
+    authserv_ids: list[str] = Field(default_factory=list)
+    # Mail from a partner's domain or address with no verdict at all counts as that partner
+    # (marked "not verified" for the coordinator). A failed verdict never does.
+    partner_without_verdict: bool = True
+
+    @field_validator("authserv_ids")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [value.strip().lower().rstrip(".") for value in values if value.strip()]
 
 
 class RulesConfig(_Section):
@@ -312,6 +328,7 @@ class Config(_Section):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     lmtp: LmtpConfig = Field(default_factory=LmtpConfig)
@@ -354,6 +371,8 @@ class Config(_Section):
                 for w in self.wards
             ),
             partners=tuple(Partner(p.kind, p.name, tuple(p.domains), tuple(p.addresses)) for p in self.partners),
+            trust=Trust(tuple(self.security.authserv_ids), self.network.domain, self.limits.max_header_bytes),
+            partner_without_verdict=self.security.partner_without_verdict,
         )
 
 

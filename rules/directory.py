@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.sender import Trust
+
 
 @dataclass(frozen=True)
 class Ward:
@@ -35,9 +37,15 @@ class Directory:
     coordinators: tuple[str, ...] = ()  # network-wide
     wards: tuple[Ward, ...] = ()
     partners: tuple[Partner, ...] = ()
+    trust: Trust = field(default_factory=Trust)  # whose Authentication-Results count
+    # Partner mail with no verdict at all counts as the partner (a failed verdict never does).
+    partner_without_verdict: bool = True
     _coordinator_wards: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.trust.network_domain and "@" in self.address:
+            object.__setattr__(self, "trust", Trust(self.trust.authserv_ids, self.address.rsplit("@", 1)[1],
+                                                    self.trust.max_header_bytes))
         wards: dict[str, list[str]] = {}
         for ward in self.wards:
             for address in ward.coordinators:
@@ -51,6 +59,9 @@ class Directory:
     def coordinator_wards(self, address: str) -> tuple[str, ...]:
         """The wards ``address`` coordinates (not counting network-wide coordination)."""
         return self._coordinator_wards.get(address.lower(), ())
+
+    def ward_name(self, slug: str) -> str:
+        return next((ward.name for ward in self.wards if ward.slug == slug), slug)
 
     def is_coordinator(self, address: str) -> bool:
         address = address.lower()

@@ -22,6 +22,7 @@ from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
 from rules.places import Places
+from rules.sender import Assurance, SenderIdentity, identify
 from rules.vocabulary import PARTNERS, Source
 
 MemberLookup = Callable[[str], str | None]
@@ -44,6 +45,9 @@ class Classification:
     command: str | None = None
     argument: str | None = None
     token: str | None = None
+    identity: SenderIdentity | None = None
+    # What an unbelieved sender claimed to be ("police", "coordinator", ...): the request warns about it.
+    claimed: str | None = None
 
     def as_json(self, file: str) -> dict[str, Any]:
         return {
@@ -106,14 +110,15 @@ class Classifier:
     # -- classify -------------------------------------------------------------
     def classify(self, mail: ParsedMail, members: MemberLookup) -> Classification:
         explanation: list[str] = []
-        sender = self._sender(mail, explanation)
-        source, partner = self._source(sender, members, explanation)
+        identity = identify(mail, self.directory.trust)
+        sender = identity.address
+        source, partner, claimed = self._source(identity, members, explanation)
         tag = find_tag(mail, self.network)
         kind, command, argument = self._kind(mail, source, tag, explanation)
         token = tag.token if tag is not None else None
         if kind != "report":
             return Classification(source, kind, None, [], None, explanation, sender, partner,
-                                  command, argument, token)
+                                  command, argument, token, identity, claimed)
         subject = clean_subject(mail.subject)
         text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
         # A reply's subject is the earlier message's: it counts less than its new text.
@@ -122,43 +127,49 @@ class Classifier:
         wards = self._wards(subject, text, source, sender, members, explanation)
         urgency = self._urgency(category, subject, text, explanation)
         return Classification(source, "report", category, wards, urgency, explanation, sender,
-                              partner, None, None, token)
+                              partner, None, None, token, identity, claimed)
 
     # -- who ------------------------------------------------------------------
-    def _sender(self, mail: ParsedMail, explanation: list[str]) -> str | None:
-        addresses = {address.lower() for _name, address in mail.from_addresses if address}
-        if len(addresses) != 1:
-            explanation.append(
-                "sender: no From address" if not addresses
-                else f"sender: {len(addresses)} From addresses, none trusted"
-            )
-            return None
-        return addresses.pop()
-
-    def _source(self, sender: str | None, members: MemberLookup,
-                explanation: list[str]) -> tuple[str, str | None]:
+    def _source(self, identity: SenderIdentity, members: MemberLookup,
+                explanation: list[str]) -> tuple[str, str | None, str | None]:
+        """(source, partner name, what an unbelieved sender claimed to be). Roles, never addresses."""
+        sender = identity.address
+        how = f" ({identity.assurance}: {identity.reasons[0]})" if identity.reasons else f" ({identity.assurance})"
         if sender is None:
-            return "unknown", None
+            explanation.append(f"source unknown: {identity.reasons[0] if identity.reasons else 'no sender'}")
+            return Source.UNKNOWN, None, None
+        claim, partner, why = self._claim(sender, members)
+        believed = identity.assurance != Assurance.FAILED and not (
+            partner is not None and identity.assurance == Assurance.UNAUTHENTICATED
+            and not self.directory.partner_without_verdict)
+        if claim == Source.UNKNOWN:
+            explanation.append(f"source unknown: {why}{how}")
+            return Source.UNKNOWN, None, None
+        if not believed:
+            explanation.append(f"source unknown: {why}, but the sender could not be verified{how}")
+            return Source.UNKNOWN, None, str(claim)
+        explanation.append(f"source {claim}: {why}{how}")
+        return claim, partner, None
+
+    def _claim(self, sender: str, members: MemberLookup) -> tuple[Source, str | None, str]:
+        """Who the address says it is: (source, partner name, why) from the configuration and members."""
         domain = sender.rsplit("@", 1)[-1]
         for partner in self.directory.partners:
             if sender in partner.addresses:
-                explanation.append(f"source {partner.kind}: address {sender} belongs to partner '{partner.name}'")
-                return partner.kind, partner.name
+                return Source(partner.kind), partner.name, f"an address of partner '{partner.name}'"
             for partner_domain in partner.domains:
                 if domain == partner_domain or domain.endswith("." + partner_domain):
-                    explanation.append(
-                        f"source {partner.kind}: sender domain {domain} matches partner "
-                        f"'{partner.name}' ({partner_domain})"
-                    )
-                    return partner.kind, partner.name
-        if self.directory.is_coordinator(sender):
-            explanation.append(f"source coordinator: {sender} is a configured coordinator")
-            return "coordinator", None
-        if sender != self.network and members(sender):
-            explanation.append(f"source member: {sender} is a member of {members(sender)}")
-            return "member", None
-        explanation.append(f"source unknown: {sender} is no partner, coordinator or member")
-        return "unknown", None
+                    return (Source(partner.kind), partner.name,
+                            f"sender domain {domain} matches partner '{partner.name}' ({partner_domain})")
+        wards = self.directory.coordinator_wards(sender)
+        if sender in self.directory.coordinators:
+            return Source.COORDINATOR, None, "a network-wide coordinator"
+        if wards:
+            return Source.COORDINATOR, None, f"a coordinator of {', '.join(map(self.directory.ward_name, wards))}"
+        ward = members(sender) if sender != self.network else None
+        if ward:
+            return Source.MEMBER, None, f"a member of {self.directory.ward_name(ward)}"
+        return Source.UNKNOWN, None, "no partner, coordinator or member"
 
     # -- what kind --------------------------------------------------------------
     def _kind(self, mail: ParsedMail, source: str, tag: Tag | None,

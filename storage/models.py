@@ -135,6 +135,11 @@ class ClassificationRecord(Base):
     urgency: Mapped[str | None] = mapped_column(String(10))  # urgent|normal|low
     explanation: Mapped[list[Any]] = mapped_column(JSON, default=list)
     partner_name: Mapped[str | None] = mapped_column(String(200))
+    # How sure the sender is who the From header says (rules.sender.Assurance), and why.
+    sender_assurance: Mapped[str] = mapped_column(String(20), default="unauthenticated")
+    sender_notes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # What a sender who was not believed claimed to be (police, coordinator, member).
+    claimed_source: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime]
 
     message: Mapped[Message] = relationship(back_populates="classification")

@@ -20,6 +20,7 @@ def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> C
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False, "connections": 2,
                  "timeout_seconds": 5},
         "database": {"url": db_url},
+        "approval": {"token_key_env": "BINRELAY_TEST_TOKEN_KEY", "token_key_auto": False},
         "wards": [
             {"slug": "maaspoort", "name": "Maaspoort", "postcodes": ["5221"], "coordinators": ["anna@example.org"]},
             {"slug": "empel", "name": "Empel", "postcodes": ["5235"], "coordinators": ["piet@example.org"]},

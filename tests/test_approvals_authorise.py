@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import Engine
 
 from relay.approvals.decide import Decision, decide
-from relay.config import parse_config
 from relay.service.clock import FrozenClock
 from relay.service.runtime import build_runtime
 from relay.service.tokens import new_token
@@ -21,7 +20,6 @@ from tests.test_approvals_helpers import (
     NETWORK,
     approval_config,
     audit_actions,
-    config_dict,
     hold_message,
     item,
     outbox,
@@ -158,23 +156,13 @@ def test_automatic_replies_and_our_own_address_get_no_answer(engine: Engine, clo
     assert [r["answered"] for r in _refusals(rt)] == [False, False]
 
 
-def test_authentication_check_can_be_switched_off(engine: Engine, clock: FrozenClock) -> None:
-    config = parse_config(config_dict(approval={"refuse_failed_authentication": False,
-                                                "token_key_env": "BINRELAY_TEST_NO_SUCH_KEY"}))
-    rt = build_runtime(config, engine, clock)
-    item_id = hold_message(rt, report())
-    reply(rt, sender=CARLA, token=token_of(rt.sessions),
-          headers={"Authentication-Results": "mx; dmarc=fail header.from=example.org"})
-    _assert_unchanged(rt, item_id)  # still refused, but for the right reason
-    assert _refusals(rt) == [{"reason": "not_coordinator", "answered": True}]
-
-
 def test_a_fail_about_another_domain_does_not_count() -> None:
     from mail.message import parse_mail
-    from relay.approvals.answers import failed_authentication
+    from rules.sender import Assurance, Trust, identify
     from tests import mailgen
 
     raw = mailgen.message("x", "y", sender=ANNA, headers={
-        "Authentication-Results": "mx; spf=fail smtp.mailfrom=bounces@forwarder.example; dmarc=pass header.from=example.org",
+        "Authentication-Results": "mx.example.org; spf=fail smtp.mailfrom=bounces@forwarder.example; "
+                                  "dmarc=pass header.from=example.org",
     })
-    assert failed_authentication(parse_mail(raw), ANNA) is None
+    assert identify(parse_mail(raw), Trust((), "example.org")).assurance == Assurance.AUTHENTICATED

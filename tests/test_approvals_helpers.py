@@ -24,11 +24,13 @@ from relay.approvals.requests import hold
 from relay.config import Config, parse_config
 from relay.service.clock import FrozenClock
 from relay.service.runtime import Runtime
+from rules.sender import identify
 from storage.db import make_engine, migrate
 from storage.models import AuditEvent, ClassificationRecord, Delivery, Member, Message, QueueItem
 from tests import mailgen
 
 NETWORK = "bin@example.org"
+TEST_KEY_ENV = "BINRELAY_TEST_TOKEN_KEY"  # set for every test by tests/fixtures/common.py
 ANNA, BERT, CARLA, KEES = "anna@example.org", "bert@example.org", "carla@example.org", "kees@example.org"
 MEMBER = "jan.devries@example.net"
 TOKEN_IN_SUBJECT = re.compile(r"\[BIN-([a-z2-7]{16})\]")
@@ -50,7 +52,7 @@ def config_dict(**overrides: Any) -> dict[str, Any]:
             {"kind": "municipality", "name": "Gemeente 's-Hertogenbosch", "domains": ["s-hertogenbosch.nl"]},
         ],
         # Many tests hold look-alike reports on purpose: no merging here (see test_merging.py).
-        "approval": {"token_key_env": "BINRELAY_TEST_NO_SUCH_KEY", "token_key_auto": False,
+        "approval": {"token_key_env": TEST_KEY_ENV, "token_key_auto": False,
                      "merge_window_minutes": 0},
     }
     for section, values in overrides.items():
@@ -85,14 +87,16 @@ def store(
     """A message as ingest stored it, with the rules' decision next to it."""
     now = rt.clock.now()
     mail = parse_mail(raw)
-    sender = mail.from_addresses[0][1].lower() if mail.from_addresses else None
+    identity = identify(mail, rt.classifier.directory.trust)  # the one sender identity, as the pipeline stores it
     message = Message(
         dedup_key=hashlib.sha256(raw).hexdigest(), message_id=mail.message_id, origin="test", received_at=now,
-        size=len(raw), raw=raw, from_address=sender, subject=mail.subject, body_text=mail.text, status="new",
+        size=len(raw), raw=raw, from_address=identity.address, subject=mail.subject, body_text=mail.text,
+        status="new",
     )
     message.classification = ClassificationRecord(
         source=source, kind=kind, command=command, category=category, wards=list(wards), urgency=urgency,
         explanation=list(explanation), partner_name=partner, created_at=now,
+        sender_assurance=identity.assurance, sender_notes=list(identity.reasons),
     )
     session.add(message)
     session.flush()

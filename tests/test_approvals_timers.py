@@ -6,11 +6,12 @@ import threading
 from functools import partial
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from relay.approvals.decide import Decision, decide
 from relay.approvals.timers import run_due, schedule
-from relay.config import parse_config
+from relay.config import ConfigError, parse_config
 from relay.service.clock import FrozenClock
 from relay.service.runtime import Runtime, build_runtime
 from storage.models import AuditEvent, QueueItem
@@ -132,12 +133,15 @@ def test_with_a_token_key_reminders_repeat_the_same_token(engine: Engine, clock:
     assert refusal == [{"reason": "not_coordinator", "answered": True}]
 
 
-def test_without_a_key_a_reminder_renews_the_token(engine: Engine, clock: FrozenClock) -> None:
-    rt = build_runtime(approval_config(), engine, clock)
+def test_after_a_key_rotation_a_reminder_renews_the_token(engine: Engine, clock: FrozenClock, tmp_path: Path) -> None:
+    key = write_key(tmp_path)
+    config = parse_config(config_dict(approval={"token_key_file": str(key)}))
+    rt = build_runtime(config, engine, clock)
     hold_message(rt, report())
     first = token_of(rt.sessions)
+    key.write_text("the operator rotated the key\n", encoding="utf-8")
     clock.advance(hours=4)
-    run_due(rt)
+    run_due(build_runtime(config, engine, clock))
     renewed = token_of(rt.sessions, purpose="approval_reminder")
     assert renewed != first
     reply(rt, sender="someone@example.net", token=first)
@@ -145,11 +149,19 @@ def test_without_a_key_a_reminder_renews_the_token(engine: Engine, clock: Frozen
     assert refusal == [{"reason": "unknown_token", "answered": True}]
 
 
+def test_without_any_key_binrelay_does_not_start(engine: Engine, clock: FrozenClock) -> None:
+    config = parse_config(config_dict(approval={"token_key_env": "BINRELAY_TEST_NO_SUCH_KEY", "token_key_auto": False}))
+    with pytest.raises(ConfigError) as caught:
+        build_runtime(config, engine, clock)
+    assert "approval.token_key_env" in str(caught.value) and "no token key" in str(caught.value)
+
+
 def test_a_generated_key_keeps_the_token_across_reminders(
     engine: Engine, clock: FrozenClock, tmp_path: Path
 ) -> None:
     config = parse_config(config_dict(
-        database={"url": f"sqlite:///{tmp_path / 'binrelay.db'}"}, approval={"token_key_auto": True},
+        database={"url": f"sqlite:///{tmp_path / 'binrelay.db'}"},
+        approval={"token_key_auto": True, "token_key_env": "BINRELAY_TEST_NO_SUCH_KEY"},
     ))
     rt = build_runtime(config, engine, clock)
     hold_message(rt, report())

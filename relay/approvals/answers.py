@@ -19,16 +19,18 @@ from mail.message import ParsedMail
 from mail.quotes import new_text
 from relay.approvals.decide import Decision, decide, decision_context
 from relay.approvals.merging import head_of
-from relay.approvals.requests import may_decide, sender_of
+from relay.approvals.requests import may_decide
 from relay.config import Config
 from relay.delivery import compose
 from relay.service import texts
+from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from relay.service.tokens import looks_like_token, token_hash
 from rules.addresses import find_tag
 from rules.automatic import answer_refusal
 from rules.places import Places
 from rules.replies import parse_reply
+from rules.sender import Assurance, SenderIdentity
 from storage import audit, limits
 from storage.models import ClassificationRecord, ItemStatus, Message, QueueItem
 from storage.outbox import enqueue_notice
@@ -40,18 +42,16 @@ SUBJECT_MARKER = re.compile(r"\[BIN-([A-Za-z2-7]{16})\]")
 REFUSAL_ANSWERS_PER_DAY = 3
 REFUSAL_ANSWERS = "refusal_answers"
 PARTNER_WORDS = {"police": "police", "politie": "police", "municipality": "municipality", "gemeente": "municipality"}
-AUTH_RESULT = re.compile(r"^\s*(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
-AUTH_DOMAIN = re.compile(r"\b(?:header\.from|smtp\.mailfrom|envelope-from|policy\.from)\s*=\s*\"?<?([^\s;\"<>]+)",
-                         re.IGNORECASE)
 
 
 def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls: ClassificationRecord) -> None:
     """Handle a reply to an approval request (command ``decision``)."""
     now = rt.clock.now()
-    sender = sender_of(message, mail) or ""
+    identity = identity_of(message)
+    sender = identity.address or ""
     token = reply_token(mail, cls, rt.config.network.address)
     item = head_of(session, item_by_token_hash(session, token_hash(token)) if token else None)
-    refusal = refusal_reason(rt.config, mail, sender, item, now)
+    refusal = refusal_reason(rt.config, identity, item, now)
     if refusal == "used" and item is not None and may_decide(rt.config, sender, item):
         answer_already_decided(rt, session, message, mail, sender, item, now)
         return
@@ -86,35 +86,22 @@ def reply_token(mail: ParsedMail, cls: ClassificationRecord, network_address: st
 # ---------------------------------------------------------------- authorisation
 
 
-def refusal_reason(config: Config, mail: ParsedMail, sender: str, item: QueueItem | None, now: datetime) -> str | None:
-    """Why this reply may not decide ``item``, or None when it may."""
+def refusal_reason(config: Config, identity: SenderIdentity, item: QueueItem | None, now: datetime) -> str | None:
+    """Why this reply may not decide ``item``, or None when it may.
+
+    The one sender identity decides who answered: a failed verdict is never a
+    coordinator, and no single From address is nobody.
+    """
     if item is None:
         return "unknown_token"
-    if config.approval.refuse_failed_authentication and failed_authentication(mail, sender):
+    if identity.assurance == Assurance.FAILED:
         return "auth_failed"
-    if not sender or not may_decide(config, sender, item):
+    if not identity.address or not may_decide(config, identity.address, item):
         return "not_coordinator"
     if item.status == ItemStatus.EXPIRED or (item.status == ItemStatus.PENDING and item.expires_at <= now):
         return "expired"
     if item.status != ItemStatus.PENDING or item.token_used_at is not None:
         return "used"
-    return None
-
-
-def failed_authentication(mail: ParsedMail, sender: str) -> str | None:
-    """``dmarc=fail`` or ``spf=fail`` about the sender's domain in Authentication-Results, if any."""
-    domain = sender.rpartition("@")[2].lower()
-    for header in mail.headers("Authentication-Results"):
-        for clause in header.split(";")[1:]:
-            result = AUTH_RESULT.match(clause)
-            if result is None or result.group(2).lower() != "fail":
-                continue
-            about = AUTH_DOMAIN.search(clause)
-            if about is not None:
-                checked = about.group(1).rpartition("@")[2].lower().rstrip(".")
-                if domain and checked != domain and not domain.endswith("." + checked):
-                    continue  # a result about another domain (e.g. a forwarder's)
-            return f"{result.group(1).lower()}=fail"
     return None
 
 

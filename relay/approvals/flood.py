@@ -35,7 +35,7 @@ def hold_flood_summary(
         warnings=[_flood_warning(sender, since, count)],
         **timers_for(rt.config, "normal", now),
     )
-    token = issue_token(rt.config, item)
+    token = issue_token(rt.signer, item)
     send_request(rt, session, item, token, now=now)
     audit.record(session, at=now, actor="system", action="held", queue_item_id=item.id, message_id=message.id,
                  kind=ItemKind.FLOOD_SUMMARY, sender=sender, count=count)

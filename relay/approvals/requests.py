@@ -88,7 +88,7 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
         alert_id=alert.id if linked and alert is not None else None,
         proposed_recipient=alert.original_sender if linked and alert is not None else None,
     )
-    token = issue_token(rt.config, item)
+    token = issue_token(rt.signer, item)
     recipients = send_request(rt, session, item, token, now=now)
     audit.record(
         session, at=now, actor="system", action="held", queue_item_id=item.id, message_id=message.id,
@@ -135,7 +135,7 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
                                           "score": round(duplicate.score, 2)}]
     else:
         item.status = ItemStatus.MERGED
-    token = issue_token(rt.config, item)
+    token = issue_token(rt.signer, item)
     shown = item if sent else head
     recipients = send_request(rt, session, shown, token, now=now)
     audit.record(

@@ -65,7 +65,7 @@ def _in_transaction(rt: Runtime, item_id: int, now: datetime,
 def _remind(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> bool:
     if not mark_timer_done(session, item.id, "remind", now):
         return False  # decided, or another process reminded
-    token, renewed = token_for_resend(rt.config, item)
+    token, renewed = token_for_resend(rt.signer, item)
     sent = send_request(rt, session, item, token, now=now, notice="reminder")
     audit.record(session, at=now, actor="system", action="reminded", queue_item_id=item.id,
                  recipients=len(sent), token_renewed=renewed)
@@ -77,7 +77,7 @@ def _escalate(rt: Runtime, session: Session, item: QueueItem, now: datetime) -> 
         return False
     mark_timer_done(session, item.id, "remind", now)  # an escalation replaces a missed reminder
     session.refresh(item)
-    token, renewed = token_for_resend(rt.config, item)
+    token, renewed = token_for_resend(rt.signer, item)
     # The ward's coordinators get it again too: the first valid answer of anyone counts.
     recipients = [*rt.config.network.coordinators]
     recipients += [a for a in approvers_of(rt.config, item.proposed_wards or []) if a not in recipients]

@@ -18,13 +18,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.service.clock import Clock
+from rules.sender import single_address
 from storage.messages import insert_message, insert_messages, message_id_by_dedup_key
 
 log = logging.getLogger("binrelay.ingest")
@@ -66,14 +66,15 @@ def header_fields(raw: bytes) -> HeaderFields:
     than everything else ingest does, and the pipeline parses properly later.
     """
     wanted: dict[str, str] = {}
+    senders = 0
     for name, value in _header_lines(header_block(raw)):
+        senders += name == "from"
         if name in _WANTED and name not in wanted:
             wanted[name] = value
-            if len(wanted) == len(_WANTED):
-                break
     message_id = _clean(wanted.get("message-id"), 998)
-    address = parseaddr(_clean(wanted.get("from"), 2000) or "")[1].strip().lower()
-    return HeaderFields(message_id, address[:320] or None, _decoded_subject(wanted.get("subject")))
+    # The same strict reading as the rules' sender identity (which the pipeline sets authoritatively).
+    address = single_address(wanted["from"], "From")[0] if senders == 1 else None
+    return HeaderFields(message_id, address[:320] if address else None, _decoded_subject(wanted.get("subject")))
 
 
 _WANTED = frozenset({"message-id", "from", "subject"})

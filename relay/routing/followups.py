@@ -55,7 +55,7 @@ def propose_closing(rt: Runtime, session: Session, message: Message, mail: Parse
                     sender=message.from_address, now=now, alert_id=alert.id)
     item.edited_text = closing_text(rt.classifier.commands, mail) or None
     item.warnings = [*item.warnings, {"kind": "update", "evidence": alert.subject}]
-    send_request(rt, session, item, issue_token(rt.config, item), now=now)
+    send_request(rt, session, item, issue_token(rt.signer, item), now=now)
     audit.record(session, at=now, actor=(message.from_address or "?").lower(), action="closing_proposed",
                  queue_item_id=item.id, message_id=message.id, alert_id=alert.id)
 

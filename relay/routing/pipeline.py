@@ -95,13 +95,19 @@ def classify_message(
     row.explanation = [*understanding_problems(mail), *row.explanation]
     message.classification = row
     message.body_text = mail.text
+    # The one sender identity: what every later path acts on (ingest's quick header scan only guessed).
+    message.from_address = result.sender
     session.add(row)
     session.flush()
     return row
 
 
 def classification_row(result: Classification, now: datetime) -> ClassificationRecord:
+    identity = result.identity
     return ClassificationRecord(
+        sender_assurance=identity.assurance if identity is not None else "unauthenticated",
+        sender_notes=list(identity.reasons) if identity is not None else [],
+        claimed_source=result.claimed,
         source=result.source,
         kind=result.kind,
         command=result.command,

@@ -38,6 +38,7 @@ from relay.service import sdnotify
 from relay.service.clock import Clock, SystemClock
 from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
+from relay.service.tokens import signer_for
 from storage.db import make_engine, migrate
 
 log = logging.getLogger("binrelay.daemon")
@@ -83,6 +84,7 @@ class Daemon:
         config = self.runtime.config
         self.runtime.classifier = make_classifier(config)
         self.runtime.templates = Templates(config)
+        self.runtime.signer = signer_for(config)  # a rotated key file is read again
         log.info("reloaded rules and members")
 
     # -- one pass ---------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from relay.config import Config
 from relay.service.clock import Clock, SystemClock
 from relay.service.templating import Templates
+from relay.service.tokens import Signer, signer_for
 from rules import Classifier, load_rules
 from storage.db import session_factory
 
@@ -22,6 +23,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     classifier: Classifier
     templates: Templates
+    signer: Signer  # the network's capability tokens (relay.service.tokens)
     clock: Clock = field(default_factory=SystemClock)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("binrelay"))
     # Free slots for long-lived helpers (e.g. the SMTP pool), keyed by name.
@@ -37,4 +39,4 @@ def build_runtime(config: Config, database: Engine | sessionmaker[Session], cloc
     """The one way a runtime is made: the daemon, every command and every test call this."""
     sessions = database if isinstance(database, sessionmaker) else session_factory(database)
     return Runtime(config=config, sessions=sessions, classifier=make_classifier(config),
-                   templates=Templates(config), clock=clock)
+                   templates=Templates(config), signer=signer_for(config), clock=clock)
