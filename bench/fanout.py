@@ -109,7 +109,7 @@ def sample_copy(rt: Runtime) -> bytes:
         alert = session.scalars(select(Alert).order_by(Alert.id.desc())).first()
         member = session.scalars(select(Member)).first()
         assert alert is not None and member is not None
-        return AlertRenderer(rt.config, rt.templates, rt.classifier.rules, alert,
+        return AlertRenderer(rt.config, rt.templates, rt.classifier.rules, rt.signer, alert,
                              now=datetime.now(UTC)).render(member, 1).raw
 
 

@@ -234,8 +234,11 @@ class ApprovalConfig(_Section):
 class DeliveryConfig(_Section):
     # Attachments in residents' reports are dropped by default (privacy).
     resident_attachments: bool = False
-    # Hard bounces (5xx or DSN) after which a member is disabled.
+    # Hard bounces (5xx, or a failure report to a signed return path; at most one a
+    # day) after which a member's alerts are paused; the member is warned one before.
     bounce_disable_threshold: int = Field(default=3, ge=1)
+    # Days without a bounce after which the count starts again.
+    bounce_decay_days: int = Field(default=7, ge=1)
     # Transient failures (4xx, connection errors) are retried this many times.
     max_attempts: int = Field(default=8, ge=1)
     retry_base_seconds: float = Field(default=60.0, gt=0)
@@ -266,8 +269,10 @@ class LimitsConfig(_Section):
     max_header_bytes: int = Field(default=256 * 1024, ge=8 * 1024)
     # Messages per sender per hour before the sender is rate-limited.
     sender_messages_per_hour: int = Field(default=20, ge=1)
-    # Subscription confirmations per address per day (no mail-bombing).
+    # Confirmation mails (subscriptions, changes from unverified senders) per address per
+    # day and for the whole network per hour: forged requests cannot turn binrelay into a mail cannon.
     confirmations_per_day: int = Field(default=3, ge=1)
+    confirmations_per_hour: int = Field(default=30, ge=1)
     # Hours a subscription confirmation stays valid.
     confirmation_hours: int = Field(default=72, ge=1)
 

@@ -211,9 +211,13 @@ class Classifier:
             explanation.append(f"kind command: {command} ({tag.where})")
             return "command", command, None
         resolved = self.commands.resolved(first_line(new_text(mail.text or "")))
+        if resolved is not None and tag is not None and tag.kind == "followup":
+            explanation.append(f"kind command: resolved ('{resolved[0]}' in reply to a coordinator's copy)")
+            return "command", "resolved", resolved[1] or None
         if tag is not None and tag.kind == "alert":
-            if resolved is not None and source in AUTHORITATIVE_SOURCES:
-                explanation.append(f"kind command: resolved ('{resolved[0]}' in reply to an alert, {tag.where})")
+            if resolved is not None and source == Source.COORDINATOR:
+                # Authority lies in the coordinator's own copy, not in this member copy: the handler says so.
+                explanation.append(f"kind command: resolved ('{resolved[0]}' in reply to a member's copy)")
                 return "command", "resolved", resolved[1] or None
             explanation.append(f"kind report: a reply to a forwarded alert ({tag.where})")
             return "report", None, None

@@ -68,6 +68,11 @@ class SenderIdentity:
         return self.address is not None and self.assurance != Assurance.FAILED
 
     @property
+    def verified(self) -> bool:
+        """Authenticated by the receiving server: a change may be made at once, without a confirmation."""
+        return self.address is not None and self.assurance == Assurance.AUTHENTICATED
+
+    @property
     def domain(self) -> str:
         return self.address.rsplit("@", 1)[1] if self.address else ""
 

@@ -106,7 +106,7 @@ def upsert_member(
         return member, True
     if member.status != "active":
         member.status, member.joined_at, member.left_at, member.disabled_at = MemberStatus.ACTIVE, now, None, None
-        member.bounce_score = 0
+        member.bounce_score, member.last_bounce_at = 0, None
     member.ward = ward
     if name is not None:
         member.name = name
@@ -145,10 +145,11 @@ def member_by_unsubscribe_token(session: Session, token: str) -> Member | None:
 
 def add_confirmation(
     session: Session, *, email: str, ward: str, postcode: str | None, language: str, token_hash: str,
-    now: datetime, expires_at: datetime,
+    now: datetime, expires_at: datetime, action: str = "subscribe", payload: dict[str, Any] | None = None,
 ) -> Confirmation:
     row = Confirmation(email=normalise_email(email), ward=ward, postcode=postcode, language=language,
-                       token_hash=token_hash, created_at=now, expires_at=expires_at)
+                       action=action, payload=payload or {}, token_hash=token_hash, created_at=now,
+                       expires_at=expires_at)
     session.add(row)
     return row
 

@@ -257,6 +257,7 @@ class Member(Base):
     language: Mapped[str] = mapped_column(String(2), default="nl")
     status: Mapped[str] = mapped_column(String(10), default=MemberStatus.ACTIVE)  # a MemberStatus
     bounce_score: Mapped[int] = mapped_column(Integer, default=0)
+    last_bounce_at: Mapped[datetime | None]  # the score decays when bounces stop
     # Personal token for List-Unsubscribe; random, not guessable.
     unsubscribe_token: Mapped[str] = mapped_column(String(64), unique=True)
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -267,8 +268,15 @@ class Member(Base):
     __table_args__ = (Index("ix_members_ward_status", "ward", "status"),)
 
 
+class ConfirmationAction(StrEnum):
+    SUBSCRIBE = "subscribe"  # AANMELDEN: join ``ward``
+    UNSUBSCRIBE = "unsubscribe"  # AFMELDEN from an address whose mail was not verified
+    PREFERENCES = "preferences"  # a setting from an address whose mail was not verified: ``payload``
+    REENABLE = "reenable"  # deliveries paused by bounces start again
+
+
 class Confirmation(Base):
-    """A pending double opt-in: the subscriber must answer with the token."""
+    """A pending change only the address's owner can confirm, by answering with the token (double opt-in)."""
 
     __tablename__ = "confirmations"
 
@@ -277,6 +285,8 @@ class Confirmation(Base):
     ward: Mapped[str] = mapped_column(String(60))
     postcode: Mapped[str | None] = mapped_column(String(10))
     language: Mapped[str] = mapped_column(String(2), default="nl")
+    action: Mapped[str] = mapped_column(String(20), default=ConfirmationAction.SUBSCRIBE)  # a ConfirmationAction
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -42,9 +42,19 @@ def runtime(engine: Engine, clock: FrozenClock) -> Runtime:
     return build_runtime(membership_config(), engine, clock)
 
 
+def verdict(result: str, sender: str = PIET) -> dict[str, str]:
+    """The receiving server's Authentication-Results (mx.example.org, trusted for the network example.org)."""
+    return {"Authentication-Results": f"mx.example.org; dmarc={result} header.from={sender.rsplit('@', 1)[1]}"}
+
+
 def command(rt: Runtime, command: str, *, subject: str = "", body: str = "", sender: str = PIET,
-            to: str = NETWORK, headers: dict[str, str] | None = None) -> None:
-    """A member's mail, stored and classified as ``command``, through handle_command in one transaction."""
+            to: str = NETWORK, headers: dict[str, str] | None = None, verified: bool = True) -> None:
+    """A member's mail, stored and classified as ``command``, through handle_command in one transaction.
+
+    ``verified``: the receiving server says dmarc=pass (the common case for a real mailbox provider).
+    """
+    if verified and headers is None:
+        headers = verdict("pass", sender)
     ident = hashlib.sha1(f"{next(_SERIAL)}{sender}{subject}{body}{to}{headers}".encode()).hexdigest()
     raw = mailgen.message(subject, body, sender=sender, to=to, message_id=f"{ident}@example.net", headers=headers)
     with rt.sessions() as session, session.begin():
@@ -222,7 +232,7 @@ def test_confirmations_are_rate_limited_per_address(engine: Engine, clock: Froze
         command(rt, "subscribe", subject="AANMELDEN Empel", sender=victim)
         clock.advance(minutes=1)
     assert len(outbox(rt.sessions, "member_confirm")) == 3  # limits.confirmations_per_day
-    assert [a for _, a, _ in audit_actions(rt.sessions)].count("subscribe_rate_limited") == 2
+    assert [a for _, a, _ in audit_actions(rt.sessions)].count("confirmation_rate_limited") == 2
     command(rt, "subscribe", subject="AANMELDEN Empel", sender="other@example.com")
     assert len(outbox(rt.sessions, "member_confirm")) == 4  # others are not affected
     clock.advance(days=1)
@@ -411,3 +421,61 @@ def test_preferences_decide_now_or_digest() -> None:
     assert not wants_now(daily, "burglary", "normal") and wants_digest(daily, "normal", "burglary")
     assert not wants_digest(daily, "normal", "theft") and wants_now(daily, "theft", "urgent")
     assert not wants_digest(daily, "urgent", "burglary")
+
+
+# ---------------------------------------------------------------- authentication
+
+
+def test_a_failed_verdict_changes_nothing_and_answers_nobody(engine: Engine, clock: FrozenClock) -> None:
+    rt = runtime(engine, clock)
+    command(rt, "subscribe", subject="AANMELDEN Empel")
+    reply_to_confirmation(rt, confirm_token(rt))
+    sent_before = len(outbox(rt.sessions))
+    for word, name in (("AFMELDEN", "unsubscribe"), ("ALLEEN SPOED", "preferences"), ("AANMELDEN Maaspoort", "subscribe")):
+        command(rt, name, subject=word, headers=verdict("fail"))
+    member = members(rt)[PIET]
+    assert (member.status, member.ward, bool(member.preferences.get("urgent_only"))) == ("active", "empel", False)
+    assert len(outbox(rt.sessions)) == sent_before
+    refused = [detail for _actor, action, detail in audit_actions(rt.sessions) if action == "member_command_refused"]
+    assert len(refused) == 3 and all(d["reason"] == "sender failed verification" for d in refused)
+
+
+def test_an_unverified_afmelden_waits_for_a_reply_from_the_address(engine: Engine, clock: FrozenClock) -> None:
+    rt = runtime(engine, clock)
+    command(rt, "subscribe", subject="AANMELDEN Empel")
+    reply_to_confirmation(rt, confirm_token(rt))
+    command(rt, "unsubscribe", subject="AFMELDEN", verified=False)
+    assert members(rt)[PIET].status == "active"  # anyone can write a From line
+    [ask] = outbox(rt.sessions, "member_confirm_change")
+    assert ask.recipient == PIET and "afmelden" in ask.body
+    token = ask.subject.split("[BIN-c-", 1)[1].split("]", 1)[0]
+    command(rt, "confirm", subject=f"Re: [BIN-c-{token}] Bevestig", body="ja", sender="mallory@example.com")
+    assert members(rt)[PIET].status == "active"  # only the address itself can confirm
+    command(rt, "confirm", subject=f"Re: [BIN-c-{token}] Bevestig", body="ja", verified=False)
+    assert members(rt)[PIET].status == "left"
+
+
+def test_an_unverified_setting_waits_for_a_reply_from_the_address(engine: Engine, clock: FrozenClock) -> None:
+    rt = runtime(engine, clock)
+    command(rt, "subscribe", subject="AANMELDEN Empel")
+    reply_to_confirmation(rt, confirm_token(rt))
+    command(rt, "preferences", subject="CATEGORIEEN inbraak, brand", verified=False)
+    assert members(rt)[PIET].preferences.get("categories") in (None, [])
+    [ask] = outbox(rt.sessions, "member_confirm_change")
+    token = ask.subject.split("[BIN-c-", 1)[1].split("]", 1)[0]
+    command(rt, "confirm", subject=f"Re: [BIN-c-{token}] Bevestig", body="ok", verified=False)
+    assert members(rt)[PIET].preferences["categories"] == ["burglary", "fire"]
+
+
+def test_confirmations_have_a_network_wide_hourly_cap(engine: Engine, clock: FrozenClock) -> None:
+    config = membership_config()
+    rt = build_runtime(config.model_copy(update={"limits": config.limits.model_copy(
+        update={"confirmations_per_hour": 5})}), engine, clock)
+    for number in range(12):
+        command(rt, "subscribe", subject="AANMELDEN Empel", sender=f"stranger{number}@example.com")
+    assert len(outbox(rt.sessions, "member_confirm")) == 5
+    limited = [d for _a, action, d in audit_actions(rt.sessions) if action == "confirmation_rate_limited"]
+    assert len(limited) == 7 and all(d["per"] == "for the network per hour" for d in limited)
+    clock.advance(hours=1)
+    command(rt, "subscribe", subject="AANMELDEN Empel", sender="neighbour@example.com")
+    assert len(outbox(rt.sessions, "member_confirm")) == 6

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from relay.devservers.smtpsink import RecordingSink
+from relay.devservers.stack import verdict
 from relay.service.clock import FrozenClock
 from storage.models import Member, Message
 from tests import mailgen
@@ -30,8 +31,9 @@ def flow(tmp_path: Path, smtp_sink: RecordingSink, clock: FrozenClock) -> Iterat
 
 
 def send(flow: Flow, subject: str, body: str = "", *, sender: str = RESIDENT, to: str = NETWORK) -> str:
-    """Mail the network address, route and deliver; returns the stored message's status."""
-    raw = mailgen.message(subject, body, sender=sender, to=to, message_id=f"m{next(_SERIAL)}@example.net")
+    """Mail the network address (verified by our receiving server), route and deliver; returns the status."""
+    raw = mailgen.message(subject, body, sender=sender, to=to, message_id=f"m{next(_SERIAL)}@example.net",
+                          headers=verdict(sender))
     message_id = flow.store(raw)
     flow.route()
     flow.deliver()

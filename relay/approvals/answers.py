@@ -172,7 +172,7 @@ def refuse(rt: Runtime, session: Session, message: Message, mail: ParsedMail, se
         session, at=now, actor=actor, action="reply_refused", queue_item_id=item.id if item else None,
         message_id=message.id, reason=reason, answered=answered,
     )
-    log.warning("reply from %s refused (%s)%s", actor, reason, "" if answered else "; not answered")
+    log.warning("message %s: refused (%s)%s", message.id, reason, "" if answered else "; not answered")
     if not answered:
         return
     _answer(rt, session, "answer_refused", sender, mail, now, reason=reason)

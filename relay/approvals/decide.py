@@ -19,7 +19,7 @@ from relay.approvals.requests import approvers_of
 from relay.config import Config
 from relay.delivery import compose
 from relay.delivery.alerts import forward_reply, publish_alert
-from relay.delivery.followups import publish_followup
+from relay.delivery.followups import publish_followup, send_coordinator_copies
 from relay.service import texts
 from relay.service.runtime import Runtime
 from storage import audit
@@ -102,7 +102,9 @@ def carry_out(rt: Runtime, session: Session, item: QueueItem, decision: Decision
     else:
         # Partner-only: target_wards is [], so the alert reaches the partners and no member.
         alert = publish_alert(rt, session, item, decided_by=actor, now=now)
-        log.info("queue item %s published as alert %s", item.id, getattr(alert, "id", None))
+        if alert.wards:
+            send_coordinator_copies(rt, session, alert, now)  # with each closer's own follow-up right
+        log.info("queue item %s published as alert %s", item.id, alert.id)
 
 
 def publish_update(rt: Runtime, session: Session, item: QueueItem, *, actor: str, now: datetime) -> None:

@@ -2,7 +2,7 @@
 
 Each member gets a private copy: ``To`` is that member alone, ``From`` is the
 network (never the original sender), replies go to ``bin+a-<tag>@`` and bounces
-to ``bin+bounce-<delivery id>@`` (VERP). Nothing of the original message's
+to ``bin+bounce-<delivery id>-<signature>@`` (signed VERP, ``relay.delivery.verp``). Nothing of the original message's
 headers is copied. The text is rendered once per (ward, language) and only the
 member's own lines (To, Message-ID, List-Unsubscribe) are filled in per copy,
 so a fan-out to thousands costs string joins, not thousands of template runs.
@@ -20,8 +20,10 @@ from urllib.parse import quote
 
 from relay.config import Config
 from relay.delivery import compose
+from relay.delivery.verp import return_path
 from relay.service.templating import Templates
 from relay.service.texts import category_label
+from relay.service.tokens import Signer
 from rules.loader import RuleSet
 from storage.models import Alert, Member
 
@@ -55,10 +57,6 @@ class _Prepared:
     body_after: bytes
 
 
-def verp_sender(config: Config, delivery_id: int) -> str:
-    return compose.plus_address(config.network.address, f"bounce-{delivery_id}")
-
-
 def reply_address(config: Config, alert: Alert) -> str:
     return compose.plus_address(config.network.address, f"a-{alert.tag}")
 
@@ -84,10 +82,11 @@ def source_label_in(alert: Alert, language: str) -> str:
 class AlertRenderer:
     """Renders one alert for many members; build one per alert per delivery pass."""
 
-    def __init__(self, config: Config, templates: Templates, rules: RuleSet, alert: Alert,
+    def __init__(self, config: Config, templates: Templates, rules: RuleSet, signer: Signer, alert: Alert,
                  attachments: list[AttachmentData] | None = None, *, now: datetime) -> None:
         self._config = config
         self._rules = rules
+        self._signer = signer
         self._templates = templates
         self._alert = alert
         self._attachments = attachments or []
@@ -112,7 +111,7 @@ class AlertRenderer:
             prepared.head.encode("ascii"), member_lines.encode("ascii"), b"\r\n",
             prepared.body_before, unsubscribe, prepared.body_after,
         ))
-        return RenderedAlert(verp_sender(self._config, delivery_id), member.email, raw)
+        return RenderedAlert(return_path(self._config, self._signer, delivery_id), member.email, raw)
 
     def _thread_lines(self, member: Member) -> str:
         """A follow-up answers the member's own copy of the original alert."""

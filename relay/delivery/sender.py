@@ -42,10 +42,10 @@ from sqlalchemy.orm import Session
 
 from mail.message import leaf_parts, parse_mail
 from relay.config import Config
-from relay.delivery import compose
 from relay.delivery.bounces import count_hard_bounce
 from relay.delivery.render import AlertRenderer, AttachmentData
 from relay.delivery.smtp import SendResult, SmtpPool
+from relay.delivery.verp import return_path
 from relay.service.runtime import Runtime
 from storage.members import member_rows
 from storage.models import Alert, Member, QueueItem
@@ -252,8 +252,8 @@ def _renderer_for(state: _Pass, session: Session, alert_id: int) -> AlertRendere
     assert alert is not None  # the foreign key cascades: a row always has its alert
     attachments = _attachment_data(state.config, session, alert)
     session.expunge(alert)
-    return AlertRenderer(state.config, state.rt.templates, state.rt.classifier.rules, alert, attachments,
-                         now=state.rt.clock.now())
+    return AlertRenderer(state.config, state.rt.templates, state.rt.classifier.rules, state.rt.signer, alert,
+                         attachments, now=state.rt.clock.now())
 
 
 def _attachment_data(config: Config, session: Session, alert: Alert) -> list[AttachmentData]:
@@ -323,7 +323,7 @@ def _send_one(state: _Pass, pool: SmtpPool, job: _Job) -> SendResult:
             copy = job.renderer.render(job.member, job.delivery_id)
             sender, raw = copy.envelope_from, copy.raw
         else:
-            sender = compose.plus_address(state.config.network.address, f"bounce-{job.delivery_id}")
+            sender = return_path(state.config, state.rt.signer, job.delivery_id)
             raw = job.raw or b""
         return pool.send(sender, job.recipient, raw)
     except Exception as error:  # a bug or bad data: retry later rather than stall the pass

@@ -189,15 +189,34 @@ class LoopbackStack:
         ]
 
     def approval_requests(self, coordinator: str) -> list[EmailMessage]:
-        return [m for m in self.sent_to(coordinator) if "[BIN-" in str(m.get("Subject", ""))]
+        return [m for m in self.sent_to(coordinator) if _marker(m) == "approval"]
+
+    def coordinator_copies(self, coordinator: str) -> list[EmailMessage]:
+        """The coordinator's own copies of sent alerts (their follow-up right is in the reply address)."""
+        return [m for m in self.sent_to(coordinator) if _marker(m) == "followup"]
+
+
+RECEIVING_SERVER = "mx." + NETWORK_ADDRESS.rsplit("@", 1)[1]  # the network's own MX: a trusted authserv-id
+
+
+def verdict(sender: str, result: str = "pass") -> dict[str, str]:
+    """The receiving server's Authentication-Results for ``sender``, as our MX would add them."""
+    domain = getaddresses([sender])[0][1].rsplit("@", 1)[-1]
+    return {"Authentication-Results": f"{RECEIVING_SERVER}; dmarc={result} header.from={domain}"}
 
 
 def compose(
     *, sender: str, subject: str, body: str, to: str = NETWORK_ADDRESS,
-    date: datetime | None = None, headers: dict[str, str] | None = None,
+    date: datetime | None = None, headers: dict[str, str] | None = None, verified: bool = True,
 ) -> bytes:
-    """A plain message as a mail client would send it to the network address."""
+    """A plain message as a mail client would send it to the network address.
+
+    ``verified``: as it arrives after our receiving server checked it (dmarc=pass); False for a
+    message that server had no verdict on.
+    """
     message = EmailMessage()
+    if verified and not any(name.lower() == "authentication-results" for name in headers or {}):
+        headers = {**verdict(sender), **(headers or {})}
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
@@ -209,7 +228,8 @@ def compose(
     return message.as_bytes(policy=email.policy.SMTP)
 
 
-def reply(original: EmailMessage, *, sender: str, text: str, date: datetime | None = None) -> bytes:
+def reply(original: EmailMessage, *, sender: str, text: str, date: datetime | None = None,
+          verified: bool = True) -> bytes:
     """A Gmail-style reply: new text on top, "Op ... schreef ...:" and the quote below."""
     reply_to = original.get("Reply-To") or original.get("From")
     to = getaddresses([str(reply_to)])[0][1]
@@ -219,8 +239,17 @@ def reply(original: EmailMessage, *, sender: str, text: str, date: datetime | No
     message_id = str(original.get("Message-ID", ""))
     return compose(
         sender=sender, to=to, subject=f"Re: {original.get('Subject', '')}", body=body, date=date,
-        headers={"In-Reply-To": message_id, "References": message_id},
+        headers={"In-Reply-To": message_id, "References": message_id}, verified=verified,
     )
+
+
+def _marker(message: EmailMessage) -> str | None:
+    subject = str(message.get("Subject", ""))
+    if "[BIN-f-" in subject:
+        return "followup"
+    if "[BIN-c-" in subject:
+        return "confirm"
+    return "approval" if "[BIN-" in subject else None
 
 
 def _body(message: EmailMessage) -> str:

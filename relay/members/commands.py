@@ -21,6 +21,7 @@ from mail.message import ParsedMail
 from mail.text import split_names
 from relay.config import Config, WardConfig
 from relay.delivery import compose
+from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from relay.service.tokens import looks_like_token, new_token, token_hash
 from rules.addresses import find_tag
@@ -28,6 +29,7 @@ from rules.automatic import answer_refusal
 from rules.commands import MemberCommand
 from rules.loader import RuleSet
 from rules.places import postcode_in
+from rules.sender import Assurance
 from storage import audit, limits
 from storage.members import (
     add_confirmation,
@@ -37,7 +39,14 @@ from storage.members import (
     upsert_member,
     use_confirmation,
 )
-from storage.models import ClassificationRecord, Member, MemberStatus, Message
+from storage.models import (
+    ClassificationRecord,
+    Confirmation,
+    ConfirmationAction,
+    Member,
+    MemberStatus,
+    Message,
+)
 from storage.outbox import enqueue_notice
 
 log = logging.getLogger("binrelay.members")
@@ -56,12 +65,19 @@ def handle_command(rt: Runtime, session: Session, message: Message, mail: Parsed
                    cls: ClassificationRecord) -> None:
     """Carry out a member command (subscribe, confirm, unsubscribe, help, settings)."""
     now = rt.clock.now()
-    sender = _sender(message, mail)
+    identity = identity_of(message)
+    sender = identity.address or ""
     command = cls.command or ""
     tag = find_tag(mail, rt.config.network.address)
     token = getattr(cls, "token", None) or (tag.token if tag is not None else None)
     if command == "unsubscribe" and tag is not None and tag.kind == "unsubscribe":
-        unsubscribe_by_token(rt, session, message, mail, tag.token, now)
+        unsubscribe_by_token(rt, session, message, mail, tag.token, now)  # the personal link is the capability
+        return
+    if identity.assurance == Assurance.FAILED:
+        audit.record(session, at=now, actor=sender or "unknown", action="member_command_refused",
+                     message_id=message.id, command=command, reason="sender failed verification")
+        log.warning("message %s: member command %s from a sender that failed verification; nothing changed",
+                    message.id, command)
         return
     if not _is_person(rt.config, mail, sender):
         audit.record(session, at=now, actor=sender or "unknown", action="member_command_ignored",
@@ -74,11 +90,11 @@ def handle_command(rt: Runtime, session: Session, message: Message, mail: Parsed
     elif command == "subscribe":
         subscribe(rt, session, message, mail, sender, line, now)
     elif command == "unsubscribe":
-        unsubscribe(rt, session, message, mail, sender, line, now)
+        unsubscribe(rt, session, message, mail, sender, line, now, verified=identity.verified)
     elif command == "help":
         send_help(rt, session, message, mail, sender, line, now)
     elif command == "preferences":
-        set_preferences(rt, session, message, mail, sender, line, now)
+        set_preferences(rt, session, message, mail, sender, line, now, verified=identity.verified)
     else:
         audit.record(session, at=now, actor=sender, action="member_command_unknown", message_id=message.id,
                      command=command)
@@ -109,12 +125,7 @@ def subscribe(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
                      ward=ward.slug)
         _answer(rt, session, mail, sender, "member_already", language, now, ward_name=ward.name)
         return
-    limit = rt.config.limits.confirmations_per_day
-    day = limits.window_start(now, limits.DAY)
-    if limits.count(session, CONFIRMATIONS, limits.address_key(sender), day) > limit:
-        audit.record(session, at=now, actor=sender, action="subscribe_rate_limited", message_id=message.id,
-                     ward=ward.slug, limit=limit)
-        log.warning("subscription for an address refused: %d confirmations in a day already", limit)
+    if not _may_send_confirmation(rt, session, message, sender, now):
         return
     token = new_token()
     hours = rt.config.limits.confirmation_hours
@@ -125,6 +136,40 @@ def subscribe(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
     reply_to = compose.plus_address(rt.config.network.address, f"c-{token}")
     _answer(rt, session, mail, sender, "member_confirm", language, now, reply_to=reply_to, count=False,
             ward_name=ward.name, token=token, hours=hours, reply_address=reply_to)
+
+
+def _may_send_confirmation(rt: Runtime, session: Session, message: Message, sender: str, now: datetime) -> bool:
+    """Confirmations are capped per address per day and for the whole network per hour: no mail cannon."""
+    config = rt.config.limits
+    day, hour = limits.window_start(now, limits.DAY), limits.window_start(now, limits.HOUR)
+    if limits.count(session, CONFIRMATIONS, limits.address_key(sender), day) > config.confirmations_per_day:
+        why, limit = "per address per day", config.confirmations_per_day
+    elif limits.count(session, CONFIRMATIONS, limits.NETWORK_KEY, hour) > config.confirmations_per_hour:
+        why, limit = "for the network per hour", config.confirmations_per_hour
+    else:
+        return True
+    audit.record(session, at=now, actor=sender, action="confirmation_rate_limited", message_id=message.id,
+                 limit=limit, per=why)
+    log.warning("message %s: no confirmation sent: the limit of %d %s is reached", message.id, limit, why)
+    return False
+
+
+def ask_to_confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, member: Member,
+                   language: str, now: datetime, *, action: ConfirmationAction, change: str,
+                   payload: dict[str, Any] | None = None) -> None:
+    """An unverified sender's change waits for one reply from the address itself (the capability)."""
+    if not _may_send_confirmation(rt, session, message, member.email, now):
+        return
+    token = new_token()
+    hours = rt.config.limits.confirmation_hours
+    add_confirmation(session, email=member.email, ward=member.ward, postcode=None, language=language,
+                     token_hash=token_hash(token), now=now, expires_at=now + timedelta(hours=hours),
+                     action=action, payload=payload)
+    audit.record(session, at=now, actor=member.email, action="change_to_confirm", message_id=message.id,
+                 change=str(action))
+    reply_to = compose.plus_address(rt.config.network.address, f"c-{token}")
+    _answer(rt, session, mail, member.email, "member_confirm_change", language, now, reply_to=reply_to,
+            count=False, change=change, token=token, hours=hours, reply_address=reply_to)
 
 
 def confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
@@ -140,6 +185,9 @@ def confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, s
     if not use_confirmation(session, row.id, now):  # a second reply, processed at the same moment
         audit.record(session, at=now, actor=sender, action="confirm_refused", message_id=message.id, reason="used")
         return
+    if row.action != ConfirmationAction.SUBSCRIBE:
+        confirm_change(rt, session, message, mail, row, now)
+        return
     existing = member_by_email(session, sender)
     previous = existing.ward if existing is not None and existing.status == MemberStatus.ACTIVE else None
     member, created = upsert_member(session, email=sender, ward=row.ward, now=now, postcode=row.postcode,
@@ -148,6 +196,29 @@ def confirm(rt: Runtime, session: Session, message: Message, mail: ParsedMail, s
                  else "member_moved", message_id=message.id, ward=row.ward, previous_ward=previous)
     _answer(rt, session, mail, sender, "member_welcome", member.language, now,
             **_member_context(rt, member, member.language))
+
+
+def confirm_change(rt: Runtime, session: Session, message: Message, mail: ParsedMail, row: Confirmation,
+                   now: datetime) -> None:
+    """Carry out what the confirmed reply asked for: leave, a setting, or deliveries again after bounces."""
+    member = member_by_email(session, row.email)
+    if member is None or member.status == MemberStatus.LEFT:
+        audit.record(session, at=now, actor=row.email, action="confirm_refused", message_id=message.id,
+                     reason="no longer a member")
+        return
+    if row.action == ConfirmationAction.UNSUBSCRIBE:
+        _leave(rt, session, message, mail, member, "confirmed email", now)
+    elif row.action == ConfirmationAction.REENABLE:
+        member.status, member.disabled_at = MemberStatus.ACTIVE, None
+        member.bounce_score, member.last_bounce_at = 0, None
+        audit.record(session, at=now, actor=member.email, action="member_reenabled", message_id=message.id,
+                     ward=member.ward)
+        _answer(rt, session, mail, member.email, "member_welcome", member.language, now,
+                **_member_context(rt, member, member.language))
+    elif row.action == ConfirmationAction.PREFERENCES:
+        payload = row.payload or {}
+        line = MemberCommand(str(payload.get("name", "")), "", payload.get("argument"), row.language)
+        _apply_and_answer(rt, session, message, mail, member, line, row.language, now)
 
 
 def _confirmation_problem(row: Any, sender: str, now: datetime) -> str | None:
@@ -166,11 +237,20 @@ def _confirmation_problem(row: Any, sender: str, now: datetime) -> str | None:
 
 
 def unsubscribe(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
-                line: MemberCommand, now: datetime) -> None:
+                line: MemberCommand, now: datetime, *, verified: bool) -> None:
+    """AFMELDEN: at once from a verified sender; otherwise after one reply from the address itself."""
     member = member_by_email(session, sender)
-    if member is None or member.status == "left":
+    language = _language(rt.config, line, member)
+    if member is None or member.status == MemberStatus.LEFT:
         audit.record(session, at=now, actor=sender, action="unsubscribe_not_member", message_id=message.id)
-        _answer(rt, session, mail, sender, "member_not_member", _language(rt.config, line, member), now)
+        _answer(rt, session, mail, sender, "member_not_member", language, now)
+        return
+    if not verified:
+        ward = rt.config.ward(member.ward)
+        change = (f"afmelden voor de berichten van wijk {ward.name if ward else member.ward}" if language == "nl"
+                  else f"leave the messages of ward {ward.name if ward else member.ward}")
+        ask_to_confirm(rt, session, message, mail, member, language, now,
+                       action=ConfirmationAction.UNSUBSCRIBE, change=change)
         return
     _leave(rt, session, message, mail, member, "email", now)
 
@@ -179,9 +259,9 @@ def unsubscribe_by_token(rt: Runtime, session: Session, message: Message, mail: 
                          now: datetime) -> None:
     """List-Unsubscribe: the personal token is the proof, whoever's address the mail came from."""
     member = member_by_unsubscribe_token(session, token) if looks_like_token(token) else None
-    if member is None or member.status == "left":
+    if member is None or member.status == MemberStatus.LEFT:
         # A stale or forged link: nothing to do, and no answer (the member may have left already).
-        audit.record(session, at=now, actor=_sender(message, mail) or "unknown", action="unsubscribe_link_unused",
+        audit.record(session, at=now, actor=identity_of(message).address or "unknown", action="unsubscribe_link_unused",
                      message_id=message.id, reason="unknown token" if member is None else "already left")
         return
     _leave(rt, session, message, mail, member, "list-unsubscribe", now)
@@ -213,25 +293,38 @@ def send_help(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
 
 
 def set_preferences(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
-                    line: MemberCommand, now: datetime) -> None:
+                    line: MemberCommand, now: datetime, *, verified: bool) -> None:
+    """A setting: at once from a verified sender; otherwise after one reply from the address itself."""
     member = member_by_email(session, sender)
-    if member is None or member.status != "active":
+    if member is None or member.status != MemberStatus.ACTIVE:
         audit.record(session, at=now, actor=sender, action="preferences_not_member", message_id=message.id)
         _answer(rt, session, mail, sender, "member_not_member", _language(rt.config, line, None), now)
         return
     language = _language(rt.config, line, member)
+    if not verified and isinstance(apply_preferences(rt.classifier.rules, member.preferences or {}, line), dict):
+        written = " ".join(part for part in (line.word.upper(), line.argument or "") if part)
+        ask_to_confirm(rt, session, message, mail, member, language, now, action=ConfirmationAction.PREFERENCES,
+                       change=f"instelling {written}" if language == "nl" else f"setting {written}",
+                       payload={"name": line.name, "argument": line.argument})
+        return
+    _apply_and_answer(rt, session, message, mail, member, line, language, now)
+
+
+def _apply_and_answer(rt: Runtime, session: Session, message: Message, mail: ParsedMail, member: Member,
+                      line: MemberCommand, language: str, now: datetime) -> None:
     changed = apply_preferences(rt.classifier.rules, member.preferences or {}, line)
+    context: dict[str, Any] = {"categories": _category_names(rt.classifier.rules, language)}
     if isinstance(changed, list):
-        audit.record(session, at=now, actor=sender, action="preferences_not_understood", message_id=message.id,
-                     unknown=changed)
-        _answer(rt, session, mail, sender, "member_preferences", language, now, unknown=changed,
-                categories=_category_names(rt.classifier.rules, language), **_member_context(rt, member, language))
+        audit.record(session, at=now, actor=member.email, action="preferences_not_understood",
+                     message_id=message.id, unknown=changed)
+        _answer(rt, session, mail, member.email, "member_preferences", language, now, unknown=changed,
+                **context, **_member_context(rt, member, language))
         return
     member.preferences = changed
-    audit.record(session, at=now, actor=sender, action="preferences_changed", message_id=message.id,
+    audit.record(session, at=now, actor=member.email, action="preferences_changed", message_id=message.id,
                  preferences=changed)
-    _answer(rt, session, mail, sender, "member_preferences", language, now, unknown=[],
-            categories=_category_names(rt.classifier.rules, language), **_member_context(rt, member, language))
+    _answer(rt, session, mail, member.email, "member_preferences", language, now, unknown=[],
+            **context, **_member_context(rt, member, language))
 
 
 def apply_preferences(rules: RuleSet, current: dict[str, Any], line: MemberCommand) -> dict[str, Any] | list[str]:
@@ -338,11 +431,6 @@ def _language(config: Config, line: MemberCommand | None, member: Member | None)
         return member.language
     return config.network.language
 
-
-def _sender(message: Message, mail: ParsedMail) -> str:
-    if message.from_address:
-        return message.from_address.strip().lower()
-    return mail.from_addresses[0][1].strip().lower() if mail.from_addresses else ""
 
 
 def _is_person(config: Config, mail: ParsedMail, address: str) -> bool:

@@ -1,8 +1,8 @@
 """Follow-ups coming in: a coordinator's or partner's AFGEROND in answer to a sent alert.
 
-A coordinator answers their copy of a sent alert with ``AFGEROND <tekst>`` (or
-``RESOLVED <text>``); every member who received the alert gets the closing
-message, threaded to their own copy (In-Reply-To/References). A partner's
+A coordinator answers their coordinator's copy of a sent alert with
+``AFGEROND <tekst>`` (or ``RESOLVED <text>``); every member who received the
+alert gets the closing message, threaded to their own copy. A partner's
 ``AFGEROND`` goes through the coordinators first, like any partner message.
 """
 
@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from mail.message import ParsedMail
 from mail.quotes import new_text
+from relay.approvals.answers import refuse
 from relay.approvals.requests import hold, new_item, send_request
 from relay.approvals.tokens import issue_token
-from relay.delivery.followups import publish_followup
+from relay.delivery.followups import closers_of, followup_right, publish_followup
+from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
 from rules.commands import CommandReader
+from rules.sender import Assurance, SenderIdentity
 from rules.vocabulary import PARTNERS
 from storage import audit
 from storage.models import Alert, ClassificationRecord, ItemKind, Message
@@ -33,18 +37,44 @@ _COPY_ID = re.compile(r"<?alert-([a-z2-7]{16})\.\d+@", re.IGNORECASE)
 
 def handle_resolved(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
                     cls: ClassificationRecord) -> None:
-    """The pipeline's handler for the ``resolved`` command."""
-    alert = alert_answered(session, mail, rt.config.network.address)
-    sender = (message.from_address or "").lower()
-    if alert is not None and cls.source in PARTNERS:
-        propose_closing(rt, session, message, mail, cls, alert)  # the partner, through the coordinators
+    """The pipeline's handler for the ``resolved`` command (AFGEROND / RESOLVED).
+
+    Only the follow-up capability closes an alert: a token signed for that alert
+    and that coordinator, which only their own coordinator's copy carries. A
+    partner's closing goes through the coordinators; anything else changes
+    nothing and gets a clear answer.
+    """
+    now = rt.clock.now()
+    identity = identity_of(message)
+    tag = find_tag(mail, rt.config.network.address)
+    if tag is not None and tag.kind == "followup":
+        close_with_right(rt, session, message, mail, identity, tag.token, now)
         return
-    if alert is None or not may_close(rt, alert, sender):
-        hold(rt, session, message, mail, cls)  # a coordinator looks at it like any message
+    if cls.source in PARTNERS:
+        alert = alert_answered(session, mail, rt.config.network.address)
+        if alert is not None:
+            propose_closing(rt, session, message, mail, cls, alert)  # the partner, through the coordinators
+        else:
+            hold(rt, session, message, mail, cls)
+        return
+    refuse(rt, session, message, mail, identity.address or "", None, "no_followup_right", now)
+
+
+def close_with_right(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
+                     identity: SenderIdentity, token: str, now: datetime) -> None:
+    """Publish the closing message when the sender holds this alert's follow-up right; else refuse."""
+    if identity.assurance == Assurance.FAILED:
+        refuse(rt, session, message, mail, identity.address or "", None, "auth_failed", now)
+        return
+    sender = identity.address or ""
+    alert_id = followup_right(rt.signer, token, sender) if sender else None
+    alert = session.get(Alert, alert_id) if alert_id is not None else None
+    if alert is None or sender not in closers_of(rt.config, list(alert.wards or [])):
+        refuse(rt, session, message, mail, sender, None, "no_followup_right", now)
         return
     text = closing_text(rt.classifier.commands, mail)
-    follow_up = publish_followup(rt, session, alert, text, decided_by=sender, now=rt.clock.now())
-    log.info("alert %s closed by %s: follow-up alert %s", alert.id, sender, follow_up.id)
+    follow_up = publish_followup(rt, session, alert, text, decided_by=sender, now=now)
+    log.info("message %s: alert %s closed by a coordinator: follow-up alert %s", message.id, alert.id, follow_up.id)
 
 
 def propose_closing(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
@@ -81,14 +111,6 @@ def alert_of_original(session: Session, references: list[str]) -> Alert | None:
     ids = [reference.strip() for reference in references if reference.strip()]
     ids += [f"<{i.strip('<>')}>" for i in ids] + [i.strip("<>") for i in ids]
     return alert_made_from(session, sorted(set(ids))) if ids else None
-
-
-def may_close(rt: Runtime, alert: Alert, sender: str) -> bool:
-    """Coordinators of the alert's wards and network-wide coordinators close it themselves."""
-    config = rt.config
-    if sender in config.network.coordinators:
-        return True
-    return any(config.is_coordinator(sender, ward) for ward in alert.wards or [])
 
 
 def closing_text(commands: CommandReader, mail: ParsedMail) -> str:
