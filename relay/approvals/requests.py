@@ -172,8 +172,10 @@ def warnings_for(rt: Runtime, mail: ParsedMail, cls: ClassificationRecord, sende
     warnings: list[dict[str, str]] = []
     if cls.source == "unknown":
         warnings.append({"kind": "unknown_sender", "evidence": sender or ""})
-    if mail.too_large or mail.defects:
-        warnings.append({"kind": "unreadable", "evidence": "; ".join(mail.defects[:3])})
+    oversized_headers = mail.header_bytes > rt.config.limits.max_header_bytes
+    if mail.too_large or mail.defects or oversized_headers:
+        evidence = [f"headers of {mail.header_bytes} bytes"] if oversized_headers else []
+        warnings.append({"kind": "unreadable", "evidence": "; ".join([*evidence, *mail.defects[:3]])})
     attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
     warnings.extend(finding.as_dict() for finding in _safeguards(rt).check(mail.text, cls.source, attachments))
     return warnings
@@ -239,6 +241,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "item": item,
         "kind": item.kind,
         "sender": sender_label(session, config, item, message, mail, language),
+        "sender_check": sender_check(message, language),
         "network_wide": bool(config.network.coordinators),
         "unknown_sender": item.kind == ItemKind.UNKNOWN_SENDER,
         "category": texts.category_label(rt.classifier.rules, item.category, language),
@@ -263,6 +266,17 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "expires": texts.local_time(item.expires_at),
         "received": texts.local_time(item.created_at),
     }
+
+
+def sender_check(message: Message | None, language: str) -> dict[str, Any]:
+    """How sure binrelay is of the sender, for the top of the request: verified, not verified, or a claim
+    that could not be verified (a spoofed police address, a coordinator's address that failed DMARC)."""
+    record = message.classification if message is not None else None
+    if record is None:
+        return {"assurance": "unauthenticated", "claimed": None, "why": ""}
+    notes = [str(note) for note in record.sender_notes or []]
+    claimed = texts.SOURCE_LABELS[language].get(record.claimed_source or "", record.claimed_source)
+    return {"assurance": record.sender_assurance, "claimed": claimed, "why": notes[0] if notes else ""}
 
 
 def _text_of(message: Message | None, mail: ParsedMail | None) -> str:

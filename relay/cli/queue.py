@@ -24,6 +24,7 @@ EXIT_FAILURE = 1
 
 def item_summary(item: QueueItem) -> dict[str, Any]:
     message = item.message
+    record = message.classification if message is not None else None
     return {
         "id": item.id,
         "kind": item.kind,
@@ -35,6 +36,9 @@ def item_summary(item: QueueItem) -> dict[str, Any]:
         "target_wards": item.target_wards,
         "partners": list(item.partners or []),
         "sender": message.from_address if message is not None else None,
+        "sender_assurance": record.sender_assurance if record is not None else None,
+        "sender_notes": list(record.sender_notes or []) if record is not None else [],
+        "claimed_source": record.claimed_source if record is not None else None,
         "subject": message.subject if message is not None else None,
         "created_at": item.created_at.isoformat(),
         "expires_at": item.expires_at.isoformat(),

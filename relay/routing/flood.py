@@ -27,6 +27,7 @@ LIMITED_KINDS = frozenset({Kind.REPORT, Kind.COMMAND})
 
 
 BUCKET = "sender_hour"
+NO_SENDER = "(no single sender)"
 
 
 def is_limited(cls: ClassificationRecord) -> bool:
@@ -37,9 +38,10 @@ def is_limited(cls: ClassificationRecord) -> bool:
 
 def over_limit(rt: Runtime, session: Session, message: Message, cls: ClassificationRecord) -> bool:
     """Count this message against its sender; True when it is past the limit."""
-    sender = (message.from_address or "").lower()
-    if not sender or not is_limited(cls):
+    if not is_limited(cls):
         return False
+    # Mail with no single sender (two From headers, huge padded headers) shares one limit: never none.
+    sender = (message.from_address or "").lower() or NO_SENDER
     start = limits.window_start(rt.clock.now(), limits.HOUR)
     count = limits.count(session, BUCKET, limits.address_key(sender), start)
     limit = rt.config.limits.sender_messages_per_hour

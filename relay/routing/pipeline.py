@@ -92,7 +92,7 @@ def classify_message(
     result = rt.classifier.classify(mail, lookup)
     row = classification_row(result, rt.clock.now())
     # What could not be read comes first: the request shows only the first lines.
-    row.explanation = [*understanding_problems(mail), *row.explanation]
+    row.explanation = [*understanding_problems(mail, rt.config.limits.max_header_bytes), *row.explanation]
     message.classification = row
     message.body_text = mail.text
     # The one sender identity: what every later path acts on (ingest's quick header scan only guessed).
@@ -120,9 +120,12 @@ def classification_row(result: Classification, now: datetime) -> ClassificationR
     )
 
 
-def understanding_problems(mail: ParsedMail) -> list[str]:
+def understanding_problems(mail: ParsedMail, max_header_bytes: int) -> list[str]:
     """Why a coordinator should look twice: the message could not be read whole."""
     problems = []
+    if mail.header_bytes > max_header_bytes:
+        problems.append(f"malformed: headers of {mail.header_bytes} bytes (more than {max_header_bytes}); "
+                        "no sender read, held")
     if mail.too_large:
         problems.append(f"message too large ({mail.raw_size} bytes): parts were not decoded")
     if not mail.text.strip() and not mail.attachments:

@@ -43,6 +43,12 @@ WARNING_LABELS = {
         "unreadable": "message not fully readable",
     },
 }
+SOURCE_LABELS = {
+    "nl": {"police": "de politie", "municipality": "de gemeente", "coordinator": "een coördinator",
+           "member": "een lid"},
+    "en": {"police": "the police", "municipality": "the municipality", "coordinator": "a coordinator",
+           "member": "a member"},
+}
 PARTNER_LABELS = {
     "nl": {"police": "de politie", "municipality": "de gemeente"},
     "en": {"police": "the police", "municipality": "the municipality"},
