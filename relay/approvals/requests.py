@@ -20,6 +20,7 @@ from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.config import Config
 from relay.delivery import compose
 from relay.service import texts
+from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
 from rules.safeguards import AttachmentInfo, Safeguards
@@ -190,12 +191,9 @@ def _safeguards(rt: Runtime) -> Safeguards:
     return guard
 
 
-def sender_of(message: Message | None, mail: ParsedMail) -> str | None:
-    if message is not None and message.from_address:
-        return message.from_address.lower()
-    if mail.from_addresses:
-        return mail.from_addresses[0][1].lower() or None
-    return None
+def sender_of(message: Message | None, mail: ParsedMail | None = None) -> str | None:
+    """The one sender identity's address (``rules.sender``), as the pipeline stored it."""
+    return identity_of(message).address if message is not None else None
 
 
 # ---------------------------------------------------------------- two-way replies
@@ -296,7 +294,7 @@ def sender_label(session: Session, config: Config, item: QueueItem, message: Mes
                  mail: ParsedMail | None, language: str) -> str:
     """Who sent it, as the coordinator sees it: a partner's name, an unknown address
     (flagged), or "buurtbewoner uit <ward>" -- a member's address is never shown."""
-    address = (sender_of(message, mail) if mail is not None else None) or "?"
+    address = sender_of(message) or "?"
     cls = message.classification if message is not None else None
     if item.source in PARTNERS:
         return (cls.partner_name if cls and cls.partner_name else None) or texts.PARTNER_LABELS[language][item.source]
