@@ -17,13 +17,15 @@ their descriptions, so their signalementen are not second-guessed here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rules.vocabulary import Source
 
 RESIDENT_SOURCES = frozenset({Source.MEMBER, Source.UNKNOWN, Source.COORDINATOR})
+# An email address written in a text (a report naming a neighbour's address).
+EMAIL_ADDRESS = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+", re.UNICODE)
 MAX_EVIDENCE = 80
 
 # Dutch licence-plate sidecodes: L = letter, D = digit.
@@ -231,3 +233,8 @@ def _unique(findings: list[Finding]) -> list[Finding]:
         seen.setdefault((finding.kind, finding.evidence.lower()), finding)
     return list(seen.values())
 
+
+def other_addresses(text: str, public: Callable[[str], bool]) -> list[str]:
+    """The email addresses in ``text`` that are not ``public`` (the network's, a partner's), in order."""
+    found = [m.group(0) for m in EMAIL_ADDRESS.finditer(text) if not public(m.group(0))]
+    return list(dict.fromkeys(address.lower() for address in found))

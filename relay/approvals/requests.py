@@ -19,11 +19,12 @@ from relay.approvals.merging import Duplicate, find_duplicate, group_of
 from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.config import Config
 from relay.delivery import compose
+from relay.delivery.scrub import public_address
 from relay.service import texts
 from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
-from rules.safeguards import AttachmentInfo, Safeguards
+from rules.safeguards import AttachmentInfo, Safeguards, other_addresses
 from rules.vocabulary import PARTNERS
 from storage import audit
 from storage.members import member_by_email
@@ -177,6 +178,10 @@ def warnings_for(rt: Runtime, mail: ParsedMail, cls: ClassificationRecord, sende
     if mail.too_large or mail.defects or oversized_headers:
         evidence = [f"headers of {mail.header_bytes} bytes"] if oversized_headers else []
         warnings.append({"kind": "unreadable", "evidence": "; ".join([*evidence, *mail.defects[:3]])})
+    others = other_addresses(f"{mail.subject}\n{mail.text}", lambda a: public_address(rt.config, a))
+    others = [a for a in others if a != (sender or "")]
+    if others:
+        warnings.append({"kind": "email_address", "evidence": ", ".join(others[:5])})
     attachments = [AttachmentInfo(a.filename, a.content_type) for a in mail.attachments]
     warnings.extend(finding.as_dict() for finding in _safeguards(rt).check(mail.text, cls.source, attachments))
     return warnings

@@ -10,7 +10,6 @@ Nothing here talks SMTP.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from mail.message import Attachment, parse_mail
 from relay.config import Config, PartnerConfig
 from relay.delivery import compose
+from relay.delivery.scrub import MemberScrub
 from relay.service.runtime import Runtime
 from relay.service.texts import category_label
 from relay.service.tokens import new_token
@@ -41,6 +41,7 @@ def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by:
     wards = sorted(set(item.target_wards if item.target_wards is not None else item.proposed_wards or []))
     sender = message.from_address.lower() if message is not None and message.from_address else None
     reporter = member_by_email(session, sender) if sender else None
+    scrub = member_scrub(config, item, message, reporter)
     alert = Alert(
         queue_item_id=item.id,
         wards=wards,
@@ -50,9 +51,10 @@ def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by:
         original_sender=sender,
         category=item.category,
         urgency=item.urgency or "normal",
-        subject=compose.header_safe((message.subject if message is not None else None) or ""),
-        body=alert_body(item, message, reporter),
-        attachments=passing_attachments(config, item.source, message),
+        subject=scrub(compose.header_safe((message.subject if message is not None else None) or "")),
+        body=alert_body(item, message, scrub),
+        attachments=[{**ref, "filename": scrub(ref["filename"]) if ref.get("filename") else None}
+                     for ref in passing_attachments(config, item.source, message)],
         created_at=now,
     )
     alert.tag = new_token()
@@ -83,17 +85,21 @@ def forward_reply(rt: Runtime, session: Session, item: QueueItem, *, now: dateti
     message = item.message
     sender = message.from_address.lower() if message is not None and message.from_address else None
     reporter = member_by_email(session, sender) if sender else None
-    language = config.network.language
+    # A partner may need to reach a witness; a resident who wrote the alert is a member like the replier,
+    # and no member's address is ever shown to another: that reply is relayed without one.
+    to_partner = alert is not None and alert.source in PARTNERS
+    scrub = MemberScrub(config) if to_partner else member_scrub(config, item, message, reporter)
     rendered = rt.templates.render(
-        "partner_forward_reply", language,
+        "partner_forward_reply", config.network.language,
         alert_subject=alert.subject if alert is not None else "",
         alert_date=alert.created_at if alert is not None else None,
-        text=item.edited_text if item.edited_text is not None else _text_of(message),
-        contact=_contact(message, reporter, config),
+        text=scrub(item.edited_text if item.edited_text is not None else _text_of(message)),
+        contact=_contact(message, reporter, config) if to_partner else {},
+        to_partner=to_partner,
     )
     raw = compose.notice(
         config, to=recipient, subject=rendered.subject, body=rendered.body, now=now,
-        reply_to=sender or config.network.address,
+        reply_to=(sender if to_partner and sender else config.network.address),
         in_reply_to=alert.message_id_header if alert is not None else None,
     )
     row = enqueue_notice(session, recipient=recipient, raw=raw, purpose="reply_forward", now=now)
@@ -105,45 +111,23 @@ def forward_reply(rt: Runtime, session: Session, item: QueueItem, *, now: dateti
 # ---------------------------------------------------------------- the alert's content
 
 
-def alert_body(item: QueueItem, message: Message | None, reporter: Member | None) -> str:
-    """The text members read: the coordinator's edit as written, else the message text.
-
-    A resident's own text goes out without their name or email address (the
-    promise in the SPEC): the sender's display name, its parts and their
-    address are replaced. A coordinator's edit is taken as the coordinator wrote it.
-    """
-    if item.edited_text is not None:
-        return item.edited_text
-    text = _text_of(message)
+def member_scrub(config: Config, item: QueueItem, message: Message | None, reporter: Member | None) -> MemberScrub:
+    """The scrub for this alert: a resident's names go (a partner publishes under its own), other people's
+    addresses always go (the network's and partners' stay)."""
     if item.source in PARTNERS or message is None:
-        return text
+        return MemberScrub(config)
     names = [reporter.name] if reporter is not None and reporter.name else []
     if message.raw:
         names += [name for name, _ in parse_mail(message.raw, None).from_addresses if name]
-    addresses = [a for a in (message.from_address, reporter.email if reporter else None) if a]
-    return scrub_reporter(text, names, addresses)
+    return MemberScrub.for_reporter(config, names)
 
 
-NAME_PARTICLES = frozenset({"van", "de", "der", "den", "het", "ten", "ter", "te", "'t", "la", "le", "di", "el",
-                            "al", "von", "du", "da", "dos"})
-
-
-def scrub_reporter(text: str, names: list[str], addresses: list[str]) -> str:
-    """Replace the reporter's names and addresses in ``text`` with [naam] / [e-mail]."""
-    for address in {a.lower() for a in addresses}:
-        text = re.sub(re.escape(address), "[e-mail]", text, flags=re.IGNORECASE)
-    words: set[str] = set()
-    for name in names:
-        cleaned = " ".join(name.replace('"', " ").split())
-        if "@" in cleaned or not cleaned:
-            continue
-        words.add(cleaned)
-        words.update(part for part in re.split(r"[\s,]+", cleaned)
-                     if len(part) >= 2 and part.lower() not in NAME_PARTICLES and part[0].isupper())
-    # Longest first, so "Jan de Vries" goes before "Jan".
-    for word in sorted(words, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", "[naam]", text)
-    return text
+def alert_body(item: QueueItem, message: Message | None, scrub: MemberScrub) -> str:
+    """The text members read: the coordinator's edit (only other people's addresses removed: the names in
+    it are the coordinator's choice), else the message text with the reporter's names and addresses removed."""
+    if item.edited_text is not None:
+        return MemberScrub(scrub.config)(item.edited_text)
+    return scrub(_text_of(message))
 
 
 def partner_name(config: Config, item: QueueItem) -> str | None:
