@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,14 +11,13 @@ from sqlalchemy import Connection, Text, cast, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from storage.models import (
-    Alert,
     AuditEvent,
     Confirmation,
     Delivery,
+    DeliveryStatus,
     Member,
     MemberStatus,
     Message,
-    QueueItem,
 )
 
 
@@ -233,20 +230,18 @@ class Erased:
     members: int = 0
     confirmations: int = 0
     deliveries: int = 0
-    audit_events: int = 0
     messages: int = 0
 
 
-def erase_member(session: Session, email: str, now: datetime | None = None) -> Erased:
-    """Forget an address: delete the member and confirmations, anonymise deliveries, audit and messages.
+def erase_member(session: Session, email: str, placeholder: str, now: datetime) -> Erased:
+    """The address's own rows: the member and confirmations go, mail still waiting for it is dropped, sent
+    mail keeps its row (the counts stay right) without the address or the bytes, and the messages it sent
+    keep their row and classification (statistics) but lose their bytes, text, subject and sender.
 
-    Pending mail to the address is dropped; sent mail keeps its row (the counts
-    in reports stay right) without the address or the bytes. The messages the
-    address sent keep their row and classification (statistics) but lose the
-    address and, with ``now`` given, their text, as the retention purge does.
+    Every other mention of the address (in texts, other messages, the audit trail) is the caller's: see
+    ``storage.privacy.replace_everywhere`` and ``relay.members.erasure``.
     """
     address = normalise_email(email)
-    placeholder = anonymised(address)
     erased = Erased()
     member = member_by_email(session, address)
     if member is not None:
@@ -254,37 +249,20 @@ def erase_member(session: Session, email: str, now: datetime | None = None) -> E
         erased.members = 1
     erased.confirmations = _rowcount(session.execute(
         delete(Confirmation).where(Confirmation.email == address).execution_options(synchronize_session=False)))
-    deliveries = list(session.scalars(select(Delivery).where(Delivery.recipient == address)))
+    deliveries = list(session.scalars(select(Delivery).where(func.lower(Delivery.recipient) == address)))
     for row in deliveries:
-        if row.status == "pending":
+        if row.status == DeliveryStatus.PENDING:
             session.delete(row)
         else:
-            row.recipient, row.raw = placeholder, None
+            row.recipient, row.raw, row.last_error = f"{placeholder}-{row.id}", None, None
     erased.deliveries = len(deliveries)
-    for event in _events_naming(session, address):
-        event.actor = placeholder if event.actor.lower() == address else event.actor
-        event.detail = _replace_in(event.detail, address, placeholder)
-        erased.audit_events += 1
-    values: dict[str, Any] = {"from_address": placeholder}
-    if now is not None:
-        values.update(raw=None, body_text=None, purged_at=now)
     erased.messages = _rowcount(session.execute(
-        update(Message).where(func.lower(Message.from_address) == address).values(**values)
+        update(Message).where(func.lower(Message.from_address) == address)
+        .values(from_address=placeholder, raw=None, body_text=None, subject=None, message_id=None, error=None,
+                purged_at=now)
         .execution_options(synchronize_session=False)))
-    _anonymise_column(session, Alert.original_sender, address, placeholder)
-    _anonymise_column(session, QueueItem.proposed_recipient, address, placeholder)
-    _anonymise_column(session, QueueItem.decided_by, address, placeholder)
+    session.flush()
     return erased
-
-
-def _anonymise_column(session: Session, column: Any, address: str, placeholder: str) -> None:
-    session.execute(update(column.class_).where(func.lower(column) == address).values({column.key: placeholder})
-                    .execution_options(synchronize_session=False))
-
-
-def anonymised(address: str) -> str:
-    """A stable stand-in for an erased address (the same address always gives the same one)."""
-    return "erased-" + hashlib.sha256(normalise_email(address).encode("utf-8")).hexdigest()[:16]
 
 
 def _rowcount(result: Any) -> int:
@@ -300,14 +278,6 @@ def _events_naming(session: Session, address: str) -> list[AuditEvent]:
     return list(session.scalars(query))
 
 
-def _replace_in(value: Any, address: str, placeholder: str) -> Any:
-    if isinstance(value, str):
-        return re.sub(re.escape(address), placeholder, value, flags=re.IGNORECASE)
-    if isinstance(value, list):
-        return [_replace_in(item, address, placeholder) for item in value]
-    if isinstance(value, dict):
-        return {key: _replace_in(item, address, placeholder) for key, item in value.items()}
-    return value
 
 
 def _member_data(member: Member) -> dict[str, Any]:

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, String, cast, literal, select, update
+from sqlalchemy import Select, String, cast, delete, literal, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, AuditEvent, Delivery, DeliveryStatus, Message
+from storage.models import (
+    Alert,
+    AuditEvent,
+    Confirmation,
+    Delivery,
+    DeliveryStatus,
+    ItemStatus,
+    Member,
+    MemberStatus,
+    Message,
+    QueueItem,
+)
 
 PURGED = "purged"
 
@@ -62,3 +73,31 @@ def purge_audit_events(session: Session, cutoff: datetime, now: datetime, batch:
     if ids:
         session.execute(update(AuditEvent).where(AuditEvent.id.in_(ids)).values(actor=PURGED, detail={}))
     return len(ids)
+
+
+def purge_queue_items(session: Session, cutoff: datetime, now: datetime, batch: int) -> int:
+    """Decided items older than ``cutoff`` lose their texts and the addresses in them; the decision stays."""
+    ids = _ids(session, select(QueueItem.id).where(
+        QueueItem.created_at < cutoff, QueueItem.status != ItemStatus.PENDING, QueueItem.decided_by != PURGED,
+    ).order_by(QueueItem.id).limit(batch))
+    if ids:
+        session.execute(update(QueueItem).where(QueueItem.id.in_(ids)).values(
+            edited_text=None, reason=None, warnings=[], proposed_recipient=None, decided_by=PURGED,
+        ))
+    return len(ids)
+
+
+def purge_confirmations(session: Session, cutoff: datetime, now: datetime, batch: int) -> int:
+    """Confirmations that expired before ``cutoff`` are deleted."""
+    ids = _ids(session, select(Confirmation.id).where(Confirmation.expires_at < cutoff)
+               .order_by(Confirmation.id).limit(batch))
+    if ids:
+        session.execute(delete(Confirmation).where(Confirmation.id.in_(ids)))
+    return len(ids)
+
+
+def former_members(session: Session, cutoff: datetime, limit: int) -> list[str]:
+    """Addresses of members who left before ``cutoff``: theirs to be erased."""
+    query = (select(Member.email).where(Member.status == MemberStatus.LEFT, Member.left_at < cutoff)
+             .order_by(Member.id).limit(limit))
+    return list(session.scalars(query))

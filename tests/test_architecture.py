@@ -224,7 +224,7 @@ RELAY_STAGES = {
     "relay.members": {"relay.config", "relay.service", "relay.delivery"},
     "relay.approvals": {"relay.config", "relay.service", "relay.delivery"},
     "relay.routing": {"relay.config", "relay.service", "relay.delivery", "relay.members", "relay.approvals"},
-    "relay.jobs": {"relay.config", "relay.service", "relay.delivery"},
+    "relay.jobs": {"relay.config", "relay.service", "relay.delivery", "relay.members"},
     "relay.service.daemon": {"relay.config", "relay.service", "relay.delivery", "relay.ingest", "relay.members",
                              "relay.approvals", "relay.routing", "relay.jobs"},
     "relay.devservers": {"relay.config", "relay.service", "relay.service.daemon"},

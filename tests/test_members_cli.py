@@ -154,7 +154,10 @@ def test_export_and_erase(engine: Engine, clock: FrozenClock) -> None:
 
     out = io.StringIO()
     assert members_erase(rt, piet, out, io.StringIO()) == 0
-    assert "erased piet@example.net: 1 member, 1 confirmations, 3 deliveries" in out.getvalue()
+    printed = out.getvalue()
+    assert printed.startswith("erased piet@example.net:")
+    for line in ("members: 1", "confirmations: 1", "deliveries.recipient: 3"):
+        assert f"  {line}\n" in printed
     with rt.sessions() as session:
         assert session.scalars(select(Member).where(Member.email == piet)).first() is None
         recipients = list(session.scalars(select(Delivery.recipient)))
@@ -251,3 +254,23 @@ def test_binrelay_members_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main([*run, "erase", "jan@example.nl"]) == 0
     assert main([*run, "export", "jan@example.nl"]) == 1
     assert main([*run, "import", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_retention_erases_members_who_left_long_ago(engine: Engine, clock: FrozenClock) -> None:
+    from relay.jobs.retention import purge
+
+    rt = runtime(engine, clock)
+    for who in ("piet@example.net", "stays@example.net"):
+        command(rt, "subscribe", subject="AANMELDEN Empel", sender=who)
+        reply_to_confirmation(rt, confirm_token(rt, who), sender=who)
+    command(rt, "unsubscribe", subject="AFMELDEN", sender="piet@example.net")
+    clock.advance(days=rt.config.retention.days - 1)
+    purge(rt, clock.now())
+    assert "piet@example.net" in all_members(rt)  # not yet
+    clock.advance(days=2)
+    stats = purge(rt, clock.now())
+    assert stats.former_members == 1
+    assert set(all_members(rt)) == {"stays@example.net"}
+    with rt.sessions() as session:
+        for event in session.scalars(select(AuditEvent)):
+            assert "piet@example.net" not in f"{event.actor} {event.detail}"

@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from mail.headers import valid_address
 from relay.cli.output import print_listing
+from relay.members.erasure import erase_address
 from relay.service.runtime import Runtime
 from relay.service.tokens import new_token
 from rules.places import Places, postcode_in
 from storage import audit
 from storage.members import (
-    erase_member,
     export_member,
     insert_members,
     list_members,
@@ -275,23 +275,21 @@ def members_export(rt: Runtime, email: str, out: TextIO, err: TextIO) -> int:
 
 
 def members_erase(rt: Runtime, email: str, out: TextIO, err: TextIO) -> int:
-    """Forget one address: the member and confirmations go, deliveries and the audit trail are anonymised."""
+    """Forget one address everywhere: its rows go, every mention of it (texts, stored messages, the
+    audit trail) is replaced by a stand-in; prints what changed, per table and column."""
     address = normalise_email(email)
     now = rt.clock.now()
     with rt.sessions() as session, session.begin():
-        erased = erase_member(session, address, now)
-        total = erased.members + erased.confirmations + erased.deliveries + erased.audit_events + erased.messages
-        if total:
-            # The record of the erasure names no address: only that one took place.
-            audit.record(session, at=now, actor=_operator(), action="member_erased", members=erased.members,
-                         confirmations=erased.confirmations, deliveries=erased.deliveries,
-                         audit_events=erased.audit_events, messages=erased.messages)
-    if not total:
+        changed = erase_address(session, address, now)
+        if changed:
+            # The record of the erasure names no address: only that one took place, and where.
+            audit.record(session, at=now, actor=_operator(), action="member_erased", changed=dict(changed))
+    if not changed:
         print(f"nothing is kept about {address}", file=err)
         return EXIT_FAILURE
-    print(f"erased {address}: {erased.members} member, {erased.confirmations} confirmations, "
-          f"{erased.deliveries} deliveries, {erased.audit_events} audit events, {erased.messages} messages",
-          file=out)
+    print(f"erased {address}:", file=out)
+    for name, count in sorted(changed.items()):
+        print(f"  {name}: {count}", file=out)
     return EXIT_OK
 
 
