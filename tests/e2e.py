@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from relay.devservers.dovecot import PrivateDovecot
+from relay.devservers.smtpsink import RecordingSink
 from relay.devservers.stack import LoopbackStack
 from relay.service.clock import FrozenClock
 
@@ -25,10 +26,12 @@ POLICE = "Politie Oost-Brabant <wijkagent.maaspoort@politie.nl>"
 
 
 def make_stack(
-    tmp_path: Path, dovecot: PrivateDovecot, clock: FrozenClock, config: dict[str, Any] | None = None
+    tmp_path: Path, dovecot: PrivateDovecot, clock: FrozenClock, config: dict[str, Any] | None = None,
+    sink: RecordingSink | None = None,
 ) -> LoopbackStack:
     user = f"bin-{next(_numbers)}@bin-demo.nl"
-    stack = LoopbackStack(tmp_path / "stack", clock=clock, dovecot=dovecot, config=config, mailbox_user=user)
+    stack = LoopbackStack(tmp_path / "stack", clock=clock, dovecot=dovecot, config=config, mailbox_user=user,
+                          sink=sink)
     stack.start()
     stack.add_members("maaspoort", MAASPOORT)
     stack.add_members("empel", EMPEL)

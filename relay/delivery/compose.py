@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr, make_msgid
 
 from relay.config import Config
@@ -75,7 +75,8 @@ def notice(
     for name, value in (extra_headers or {}).items():
         message[name] = header_safe(value, limit=900)
     message.set_content(body, charset="utf-8", cte="quoted-printable")
-    return message.as_bytes(policy=SMTP)
+    # An internationalised address is written as UTF-8 (RFC 6532); the sender then needs SMTPUTF8.
+    return message.as_bytes(policy=SMTP if to.isascii() else SMTPUTF8)
 
 
 def _angle(message_id: str) -> str:

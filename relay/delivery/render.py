@@ -101,14 +101,14 @@ class AlertRenderer:
             prepared = self._prepare(member.ward, language)
             self._prepared[(member.ward, language)] = prepared
         member_lines = (
-            f"To: {formataddr(('', compose.header_safe(member.email, limit=320)))}\r\n"
+            f"To: {compose.header_safe(member.email, limit=320)}\r\n"
             f"Message-ID: {copy_message_id(self._config, self._alert, member.id)}\r\n"
             f"List-Unsubscribe: <mailto:{unsubscribe_address(self._config, member)}?subject=AFMELDEN>\r\n"
             f"{self._thread_lines(member)}"
         )
         unsubscribe = unsubscribe_address(self._config, member).encode("ascii")
         raw = b"".join((
-            prepared.head.encode("ascii"), member_lines.encode("ascii"), b"\r\n",
+            prepared.head.encode("ascii"), member_lines.encode("utf-8"), b"\r\n",
             prepared.body_before, unsubscribe, prepared.body_after,
         ))
         return RenderedAlert(return_path(self._config, self._signer, delivery_id), member.email, raw)

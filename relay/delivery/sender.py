@@ -44,7 +44,7 @@ from mail.message import leaf_parts, parse_mail
 from relay.config import Config
 from relay.delivery.bounces import count_hard_bounce
 from relay.delivery.render import AlertRenderer, AttachmentData
-from relay.delivery.smtp import SendResult, SmtpPool
+from relay.delivery.smtp import SendResult, SmtpPool, classify_error
 from relay.delivery.verp import return_path
 from relay.service.runtime import Runtime
 from storage.members import member_rows
@@ -326,9 +326,9 @@ def _send_one(state: _Pass, pool: SmtpPool, job: _Job) -> SendResult:
             sender = return_path(state.config, state.rt.signer, job.delivery_id)
             raw = job.raw or b""
         return pool.send(sender, job.recipient, raw)
-    except Exception as error:  # a bug or bad data: retry later rather than stall the pass
+    except Exception as error:
         log.exception("delivery %s: could not render or send", job.delivery_id)
-        return SendResult("temporary", None, f"internal error: {type(error).__name__}: {error}")
+        return classify_error(error)
 
 
 def _writer(state: _Pass, outcomes: queue.SimpleQueue[_Outcome | None]) -> None:
@@ -429,6 +429,8 @@ def retry_delay(config: Config, tries: int) -> timedelta:
 def _permanent(state: _Pass, session: Session, outcome: _Outcome, now: datetime) -> None:
     mark_failed(session, outcome.job.delivery_id, outcome.result.detail)
     state.stats.failed += 1
+    if not outcome.result.recipient_refused:
+        return  # the sender, the content or our own encoding: not the member's address
     member_id = outcome.job.member.id if outcome.job.member is not None else None
     member = session.get(Member, member_id) if member_id is not None else None
     if member is not None:

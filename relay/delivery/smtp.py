@@ -51,6 +51,8 @@ class SendResult:
     # The server could not be reached or refused the session (connect, TLS,
     # AUTH): nothing about this recipient, so the pass should stop.
     unreachable: bool = False
+    # The server refused this recipient at RCPT: only that counts against the member's address.
+    recipient_refused: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -110,13 +112,24 @@ def open_smtp(cfg: SmtpConfig) -> smtplib.SMTP:
     return client
 
 
+class NeedsSmtpUtf8(Exception):
+    """An internationalised address or header, and a server without SMTPUTF8 (RFC 6531)."""
+
+
 def classify_error(error: BaseException) -> SendResult:
-    """An exception from smtplib (or the socket) as the outbox sees it."""
+    """Any exception while sending one message, as the outbox sees it; never raises.
+
+    A refusal of the recipient is the recipient's; anything else (a refused
+    sender or content, a protocol error, a bug while encoding) is this one
+    message's failure, never a bounce against the member.
+    """
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         code = max(codes) if codes else 450
         detail = "; ".join(f"{code} {_text(message)}" for code, message in error.recipients.values())
-        return _by_code(code, detail)
+        return replace(_by_code(code, detail), recipient_refused=500 <= code < 600)
+    if isinstance(error, NeedsSmtpUtf8):
+        return SendResult("permanent", None, str(error))
     if isinstance(error, smtplib.SMTPAuthenticationError):
         # A wrong password is the operator's problem, not the recipient's: retry.
         return SendResult("temporary", error.smtp_code, f"authentication failed: {_text(error.smtp_error)}")
@@ -124,7 +137,9 @@ def classify_error(error: BaseException) -> SendResult:
         return _by_code(error.smtp_code, _text(error.smtp_error))
     if isinstance(error, smtplib.SMTPException | OSError | TimeoutError):
         return SendResult("temporary", None, f"{type(error).__name__}: {error}")
-    raise error
+    if isinstance(error, UnicodeError | ValueError):  # the same bytes fail the same way every time
+        return SendResult("permanent", None, f"cannot be encoded for SMTP: {type(error).__name__}: {error}")
+    return SendResult("temporary", None, f"internal error: {type(error).__name__}: {error}")
 
 
 def _text(message: bytes | str) -> str:
@@ -169,6 +184,7 @@ class SmtpPool:
         except Exception as error:  # noqa: BLE001 - classified below
             result = classify_error(error)
             if client is not None and not _still_open(client, error):
+                # Mid-transaction, or in a state we do not know: never hand it to the next message.
                 _close(client)
                 client = None
             return result
@@ -191,14 +207,25 @@ def transfer(client: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> N
     ``sendmail`` re-parses both addresses with ``email.utils`` on every call,
     which costs more than the rest of the client's work per message; ours are
     validated already, so plain printable-ASCII addresses go straight into the
-    commands (anything else takes ``sendmail``'s road).
+    commands (anything else takes ``sendmail``'s road). An internationalised
+    address or header goes with SMTPUTF8 (RFC 6531) when the server offers it;
+    otherwise ``NeedsSmtpUtf8`` is raised before anything is sent, so the
+    session stays clean for the next message.
     """
-    if _UNSAFE_IN_PATH.search(sender) or _UNSAFE_IN_PATH.search(recipient):
-        client.sendmail(sender, [recipient], raw)
-        return
     client.ehlo_or_helo_if_needed()
+    international = not (sender.isascii() and recipient.isascii() and _headers_ascii(raw))
+    if international and not client.has_extn("smtputf8"):
+        raise NeedsSmtpUtf8("the address is internationalised and the SMTP server offers no SMTPUTF8")
+    if _UNSAFE_IN_PATH.search(sender) or _UNSAFE_IN_PATH.search(recipient):
+        if not international:
+            client.sendmail(sender, [recipient], raw)
+            return
+        if any(char in sender + recipient for char in "<> \r\n"):
+            raise ValueError("an address with spaces or angle brackets")
     size = f" SIZE={len(raw)}" if client.does_esmtp and client.has_extn("size") else ""
-    code, reply = client.docmd("MAIL", f"FROM:<{sender}>{size}")
+    utf8 = " SMTPUTF8 BODY=8BITMIME" if international else ""
+    client.command_encoding = "utf-8" if international else "ascii"
+    code, reply = client.docmd("MAIL", f"FROM:<{sender}>{size}{utf8}")
     if code != 250:
         _abort(client, code)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
@@ -210,6 +237,11 @@ def transfer(client: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> N
     if code != 250:
         _abort(client, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _headers_ascii(raw: bytes) -> bool:
+    end = raw.find(b"\r\n\r\n")
+    return (raw[:end] if end >= 0 else raw).isascii()
 
 
 def _abort(client: smtplib.SMTP, code: int) -> None:

@@ -154,8 +154,10 @@ class RecordingSink:
         require_tls: bool = False,
         implicit_tls: bool = False,
         keep_bytes: bool = True,
+        smtputf8: bool = True,
     ) -> None:
         self._users = dict(users or {})
+        self._smtputf8 = smtputf8  # False: a server that cannot take internationalised addresses
         self._implicit_tls = implicit_tls  # TLS from the first byte (port 465 style)
         self._keep_bytes = keep_bytes  # False: record envelopes only (benchmarks)
         self._starttls = starttls or require_tls
@@ -173,7 +175,7 @@ class RecordingSink:
     # -- life cycle ---------------------------------------------------------
 
     def start(self) -> Self:
-        kwargs: dict[str, Any] = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": True}
+        kwargs: dict[str, Any] = {"data_size_limit": 64 * 1024 * 1024, "enable_SMTPUTF8": self._smtputf8}
         if self._users:
             kwargs["authenticator"] = _Authenticator(self._users)
             kwargs["auth_require_tls"] = self._starttls and not self._implicit_tls

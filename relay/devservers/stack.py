@@ -99,6 +99,7 @@ class LoopbackStack:
         dovecot: PrivateDovecot | None = None,
         config: dict[str, Any] | None = None,
         mailbox_user: str = NETWORK_ADDRESS,
+        sink: RecordingSink | None = None,
     ) -> None:
         self.workdir = workdir
         # The IMAP login; tests sharing one Dovecot give each stack its own.
@@ -106,7 +107,7 @@ class LoopbackStack:
         self.clock = clock or SystemClock()
         self._own_dovecot = dovecot is None
         self.dovecot = dovecot or PrivateDovecot()
-        self.sink = RecordingSink()
+        self.sink = sink or RecordingSink()
         self.overrides = config or {}
         self.config_path = workdir / "binrelay.toml"
         self.daemon: Daemon | None = None
@@ -221,11 +222,12 @@ def compose(
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(date) if date else email.utils.formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
+    message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">").encode("idna").decode())
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(body)
-    return message.as_bytes(policy=email.policy.SMTP)
+    international = not (sender.isascii() and to.isascii())  # a client then writes UTF-8 headers (RFC 6532)
+    return message.as_bytes(policy=email.policy.SMTPUTF8 if international else email.policy.SMTP)
 
 
 def reply(original: EmailMessage, *, sender: str, text: str, date: datetime | None = None,
