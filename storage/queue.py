@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -148,10 +148,17 @@ def merge_candidates(session: Session, *, kinds: Sequence[str], category: str | 
     return list(session.scalars(query))
 
 
-def merged_into(session: Session, head_id: int) -> list[QueueItem]:
-    """The items merged into ``head_id``, oldest first."""
-    query = select(QueueItem).where(QueueItem.merged_into_id == head_id).order_by(QueueItem.id)
-    return list(session.scalars(query))
+def merged_into(session: Session, head_id: int, newest: int | None = None) -> list[QueueItem]:
+    """The items merged into ``head_id`` (only the ``newest`` so many, when given), oldest first."""
+    query = select(QueueItem).where(QueueItem.merged_into_id == head_id).order_by(QueueItem.id.desc())
+    if newest is not None:
+        query = query.limit(newest)
+    return list(reversed(session.scalars(query).all()))
+
+
+def merged_count(session: Session, head_id: int) -> int:
+    query = select(func.count()).select_from(QueueItem).where(QueueItem.merged_into_id == head_id)
+    return int(session.scalar(query) or 0)
 
 
 def mark_alert_complete(session: Session, alert_id: int, now: datetime) -> None:

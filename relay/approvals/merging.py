@@ -8,6 +8,10 @@ joins that item instead of opening its own: the coordinators decide the
 group once, from any of its requests, and approving sends one alert. A report
 like one that was already approved becomes an update to the sent alert, for
 the coordinators to pass on (threaded) or not.
+
+However large a group grows (a fire seen by a whole street), a new report is
+compared with the group's first report and its ``COMPARED_NEWEST`` newest
+only, from the stored normalised text: the cost per message stays bounded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from storage.models import ClassificationRecord, ItemKind, ItemStatus, Message, 
 from storage.queue import merge_candidates, merged_into
 
 MERGEABLE_KINDS = (ItemKind.REPORT, ItemKind.UNKNOWN_SENDER)
+COMPARED_NEWEST = 8  # merged reports of a group a new one is compared with, besides the first
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,14 @@ def _same_place(first: set[str], second: set[str]) -> bool:
     return bool(first & second) if first and second else not first and not second
 
 
-def group_of(session: Session, head: QueueItem) -> list[QueueItem]:
-    """The reports merged into ``head``, oldest first (``head`` itself not included)."""
-    return merged_into(session, head.id)
+def group_of(session: Session, head: QueueItem, newest: int | None = None) -> list[QueueItem]:
+    """The reports merged into ``head`` (the ``newest`` so many), oldest first (``head`` itself not included)."""
+    return merged_into(session, head.id, newest)
 
 
 def group_texts(session: Session, head: QueueItem) -> list[str]:
-    items = [head, *group_of(session, head)]
+    """The texts a new report is compared with: the first report's and the newest merged ones'."""
+    items = [head, *group_of(session, head, COMPARED_NEWEST)]
     return [report_text(item.message) for item in items if item.message is not None]
 
 

@@ -30,13 +30,14 @@ from storage import audit
 from storage.members import member_by_email
 from storage.models import Alert, ClassificationRecord, ItemKind, ItemStatus, Message, QueueItem
 from storage.outbox import enqueue_notice
-from storage.queue import add_item, alert_by_tag, alerts_by_message_ids
+from storage.queue import add_item, alert_by_tag, alerts_by_message_ids, merged_count
 
 log = logging.getLogger("binrelay.approvals")
 
 # The coordinator reads the message in the request; beyond this it is cut.
 MAX_REQUEST_TEXT = 8000
 MAX_EXPLANATION_LINES = 12
+MAX_MERGED_SHOWN = 10  # merged reports a request shows in full (the newest)
 
 
 # ---------------------------------------------------------------- who decides
@@ -139,13 +140,25 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
         item.status = ItemStatus.MERGED
     token = issue_token(rt.signer, item)
     shown = item if sent else head
-    recipients = send_request(rt, session, shown, token, now=now)
+    asked = sent or refreshes_request(merged_count(session, head.id) + 1)
+    recipients = send_request(rt, session, shown, token, now=now) if asked else []
     audit.record(
         session, at=now, actor="system", action="update_proposed" if sent else "merged",
         queue_item_id=item.id, message_id=message.id, into=head.id, score=round(duplicate.score, 2),
         asked=len(recipients),
     )
     return item
+
+
+def refreshes_request(group_size: int) -> bool:
+    """Whether a group that just grew to ``group_size`` reports is worth a fresh request.
+
+    At 2, 3, 5, 10, 20, 30, 50, 100, ...: the first repeats add what the coordinator
+    needs to know; a street reporting one fire must not fill their inbox.
+    """
+    while group_size >= 10 and group_size % 10 == 0:
+        group_size //= 10
+    return group_size in (1, 2, 3, 5)
 
 
 def item_kind(cls: ClassificationRecord, alert: Alert | None, sender: str | None) -> str:
@@ -261,10 +274,12 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
             for a in (mail.attachments if mail else [])
         ],
         "alert_subject": alert.subject if alert else None,
+        # The newest merged reports, from their stored text (a group may hold hundreds).
         "merged": [
-            texts.trim_text(_text_of(child.message, _mail_of(child.message, config)), MAX_REQUEST_TEXT, language)
-            for child in group_of(session, item)
+            texts.trim_text(_text_of(child.message, None), MAX_REQUEST_TEXT, language)
+            for child in group_of(session, item, MAX_MERGED_SHOWN)
         ],
+        "merged_count": merged_count(session, item.id),
         "recipient": item.proposed_recipient,
         "expires": texts.local_time(item.expires_at),
         "received": texts.local_time(item.created_at),

@@ -102,4 +102,6 @@ def test_a_flood_is_stored_limited_summarised_and_does_not_delay_others(stack: L
     assert items == limit + 1  # the first `limit` each, then one summary for the rest
     assert summaries == 1
     requests = stack.sent_to("kees@coordinatoren.nl")  # unknown senders without ward: network-wide
-    assert len(requests) == limit + 1, "one summary instead of 2,000 requests"
+    # At most one request per item (repeats of one text refresh their group's request only now and
+    # then), and one summary instead of 2,000 requests.
+    assert len(requests) <= limit + 1, "one summary instead of 2,000 requests"
