@@ -340,3 +340,28 @@ class RateWindow(Base):
 
     __table_args__ = (Index("ix_rate_windows_start", "window_start"),)
 
+
+
+class Worker(Base):
+    """A running binrelay process: its claims are its own only while its heartbeat is fresh."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # host:pid:random
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+
+class JobRun(Base):
+    """A periodic job done for one period (a day's digests, a month's report): exactly one process does it."""
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(60), primary_key=True)  # e.g. "digests", "report:<recipient key>"
+    period: Mapped[str] = mapped_column(String(20), primary_key=True)  # e.g. "2026-12-01", "2026-11"
+    worker: Mapped[str] = mapped_column(String(100))
+    ran_at: Mapped[datetime]

@@ -7,8 +7,9 @@ Several processes may deliver from one database. A process claims a batch of
 due rows (``claimed_by``/``claimed_until``): on PostgreSQL with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait for or
 take each other's rows; on SQLite the session's transaction already begins
-IMMEDIATE (storage.db), so one claimer at a time. A claim whose lease ran out
-(its process died) is due again. These functions never commit.
+IMMEDIATE (storage.db), so one claimer at a time. A claim is free again when
+its worker's heartbeat stopped (storage.workers: within seconds of a crash) or,
+failing that, when its lease ran out. These functions never commit.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, Delivery, DeliveryStatus
+from storage.models import Alert, Delivery, DeliveryStatus, Worker
+from storage.workers import STALE_AFTER
 
 MAX_ERROR_CHARS = 1000
 
@@ -71,7 +73,7 @@ def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
         query.where(
             Delivery.status == DeliveryStatus.PENDING,
             Delivery.next_attempt_at <= now,
-            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now),
+            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until <= now, ~_claimer_alive(now)),
         )
         .outerjoin(Alert, Alert.id == Delivery.alert_id)
         .order_by(_PRIORITY, Delivery.next_attempt_at, Delivery.id)
@@ -79,6 +81,11 @@ def _due(query: Any, dialect: str, now: datetime, limit: int) -> Any:
     )
     # PostgreSQL: rows another process is claiming are skipped, not waited for.
     return query.with_for_update(skip_locked=True, of=Delivery) if dialect == "postgresql" else query
+
+
+def _claimer_alive(now: datetime) -> Any:
+    """The row's claimer is a worker with a fresh heartbeat (a claim by a dead process is free)."""
+    return exists().where(Worker.id == Delivery.claimed_by, Worker.heartbeat_at > now - STALE_AFTER)
 
 
 # Notices (approval requests, answers) and urgent alerts go before the copies
@@ -171,6 +178,12 @@ def last_notice_at(session: Session, member_id: int, purpose: str) -> datetime |
     query = select(func.max(Delivery.created_at)).where(Delivery.member_id == member_id,
                                                         Delivery.purpose == purpose)
     return session.scalar(query)
+
+
+def outcomes_of(session: Session, purpose: str) -> list[Row[Any]]:
+    """(recipient, status, last_error) of every notice queued for ``purpose``, oldest first."""
+    query = select(Delivery.recipient, Delivery.status, Delivery.last_error).where(Delivery.purpose == purpose)
+    return list(session.execute(query.order_by(Delivery.id)))
 
 
 def pending_count(session: Session, alert_id: int | None = None) -> int:

@@ -14,7 +14,12 @@ from storage.models import ClassificationRecord, Member, Message, QueueItem
 
 
 def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> Config:
-    return parse_config({
+    return parse_config(config_document(smtp_port, db_url, **delivery))
+
+
+def config_document(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> dict[str, Any]:
+    """The delivery world's configuration as TOML-ready data (a daemon process reads it from a file)."""
+    return {
         "network": {"name": "BIN Den Bosch", "address": "bin@example.org", "coordinators": ["kees@example.org"]},
         "maildir": {"path": "/tmp/unused-maildir"},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False, "connections": 2,
@@ -32,7 +37,7 @@ def make_config(smtp_port: int, db_url: str = "sqlite://", **delivery: Any) -> C
              "forward_to": "wijkmanager@s-hertogenbosch.nl"},
         ],
         "delivery": {"retry_base_seconds": 60, "retry_max_seconds": 600, **delivery},
-    })
+    }
 
 
 def add_members(session: Session, ward: str, count: int, now: datetime, *, prefix: str | None = None,

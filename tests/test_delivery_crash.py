@@ -35,10 +35,10 @@ from tests.delivery_world import add_members, approved_item, make_config, report
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 2
-# Short, so a restarted child soon takes over a killed one's rows; the
-# PostgreSQL test's children all live, so there a lease never needs to run out.
-CRASH_LEASE_SECONDS = 1.0
-SHARED_LEASE_SECONDS = 60.0
+# The default lease: a restarted child must take over a killed one's rows at
+# once (the dead process's worker is noticed), never by waiting the lease out.
+CRASH_LEASE_SECONDS = 300.0
+SHARED_LEASE_SECONDS = 300.0
 CHILD_DEADLINE_S = 120
 
 

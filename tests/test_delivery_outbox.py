@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.service.clock import FrozenClock
+from storage import workers
 from storage.db import make_engine, migrate, session_factory
 from storage.models import Alert, Delivery
 from storage.outbox import (
@@ -42,8 +43,26 @@ def fill(sessions: sessionmaker[Session], now: datetime, count: int) -> list[int
 
 
 def claim(sessions: sessionmaker[Session], worker: str, now: datetime, limit: int = 10) -> list[int]:
+    """Claim as a live worker (its heartbeat is ``now``)."""
     with sessions() as session, session.begin():
+        workers.register(session, worker, "host", 1, now)
         return [row.id for row in claim_due(session, worker, now, limit, LEASE)]
+
+
+def test_a_dead_workers_claims_are_free_within_seconds(outbox: sessionmaker[Session], clock: FrozenClock) -> None:
+    now = clock.now()
+    ids = fill(outbox, now, 4)
+    assert claim(outbox, "a", now, limit=2) == ids[:2]
+    # "a" stops beating; "b" stays alive. Long before the lease, a's rows are free, b's are not.
+    later = now + workers.STALE_AFTER + timedelta(seconds=1)
+    assert claim(outbox, "b", now, limit=2) == ids[2:]
+    with outbox() as session, session.begin():
+        assert workers.heartbeat(session, "b", later)
+    assert claim(outbox, "c", later) == ids[:2]
+    # A worker whose row is gone (removed at restart on its host) holds nothing either.
+    with outbox() as session, session.begin():
+        workers.unregister(session, "b")
+    assert claim(outbox, "d", later) == ids[2:]
 
 
 def test_claims_do_not_overlap_and_expire(outbox: sessionmaker[Session], clock: FrozenClock) -> None:

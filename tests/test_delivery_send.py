@@ -24,6 +24,7 @@ from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import FrozenClock
 from relay.service.runtime import Runtime, build_runtime
 from relay.service.tokens import new_token
+from storage import workers
 from storage.models import ClassificationRecord, Delivery, Member, Message
 from storage.outbox import claim_due
 from tests.delivery_world import add_members, approved_item, make_config, report_bytes
@@ -456,6 +457,7 @@ class TakeoverClock:
             self._jumped = True
             self._now += timedelta(hours=1)
             with self._sessions() as session, session.begin():
+                workers.register(session, "other-process", "elsewhere", 1, self._now)
                 claim_due(session, "other-process", self._now, 100, timedelta(minutes=5))
         return self._now
 

@@ -19,19 +19,20 @@ below half a batch, the senders send, one writer records outcomes.
 - permanent (5xx): failed, and a hard bounce for the member (see ``bounces``).
 
 A ``stop`` event is checked before every message; rows not tried are released.
-The claim lease (``delivery.claim_lease_seconds``) must be far longer than two
-batches take to send; rows this process still holds are never claimed twice.
+Claims belong to this process's worker (relay.service.workers): another
+process takes them over within seconds once its heartbeat stops, and this one
+sends only while its own heartbeat is fresh, so a row is never sent by two
+live processes. The claim lease (``delivery.claim_lease_seconds``) is the
+fallback when heartbeats cannot be written; it must be far longer than two
+batches take to send.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ from relay.delivery.render import AlertRenderer, AttachmentData
 from relay.delivery.smtp import SendResult, SmtpPool, classify_error
 from relay.delivery.verp import return_path
 from relay.service.runtime import Runtime
+from relay.service.workers import Presence, present
 from storage.members import member_rows
 from storage.models import Alert, Member, QueueItem
 from storage.outbox import (
@@ -82,6 +84,7 @@ class DeliverStats:
     retried: int = 0
     failed: int = 0
     skipped: int = 0  # the member left or was disabled after the alert was queued
+    unreachable: str | None = None  # why the SMTP server could not be reached, when it could not
 
 
 @dataclass
@@ -108,7 +111,7 @@ class _Pass:
 
     rt: Runtime
     stop: threading.Event | None
-    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    presence: Presence
     stats: DeliverStats = field(default_factory=DeliverStats)
     renderers: dict[int, AlertRenderer] = field(default_factory=dict)
     alerts_seen: set[int] = field(default_factory=set)
@@ -118,7 +121,6 @@ class _Pass:
     idle: threading.Condition = field(init=False)
     unrecorded: threading.Semaphore = field(init=False)
     writer_error: BaseException | None = None
-    unreachable: bool = False  # the SMTP server could not be reached: stop the pass
     untried: list[int] = field(default_factory=list)  # taken from the queue after a stop
     finished: threading.Event = field(default_factory=threading.Event)  # no more jobs will come
     wanted: threading.Event = field(default_factory=threading.Event)  # senders: the queue runs low
@@ -129,17 +131,25 @@ class _Pass:
         self.unrecorded = threading.Semaphore(in_flight_limit(self.config.smtp.connections))
 
     def stopped(self) -> bool:
-        return (self.writer_error is not None or self.unreachable
+        return (self.writer_error is not None or self.stats.unreachable is not None or not self.presence.fresh()
                 or (self.stop is not None and self.stop.is_set()))
 
     @property
     def config(self) -> Config:
         return self.rt.config
 
+    @property
+    def worker(self) -> str:
+        return self.rt.worker_id
+
 
 def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> DeliverStats:
     """Send everything due now; returns what happened. Safe to run in several processes."""
-    state = _Pass(rt, stop)
+    with present(rt) as presence:
+        return _deliver(_Pass(rt, stop, presence))
+
+
+def _deliver(state: _Pass) -> DeliverStats:
     pool = SmtpPool(state.config.smtp)
     todo: deque[_Job] = deque()
     outcomes: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
@@ -305,7 +315,7 @@ def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.Sim
             # No use trying every other row against a server that is down:
             # stop the pass; the rest is released and tried next time.
             log.warning("SMTP server unreachable (%s); delivery pass stopped", result.detail)
-            state.unreachable = True
+            state.stats.unreachable = result.detail or "no answer"
 
 
 def _drop_expired(state: _Pass, job: _Job) -> None:

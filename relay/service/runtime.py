@@ -13,6 +13,7 @@ from relay.config import Config
 from relay.service.clock import Clock, SystemClock
 from relay.service.templating import Templates
 from relay.service.tokens import Signer, signer_for
+from relay.service.workers import Presence, new_worker_id
 from rules import Classifier, load_rules
 from storage.db import session_factory
 
@@ -25,6 +26,9 @@ class Runtime:
     templates: Templates
     signer: Signer  # the network's capability tokens (relay.service.tokens)
     clock: Clock = field(default_factory=SystemClock)
+    # This process as a worker (relay.service.workers): its claims, its heartbeat.
+    worker_id: str = field(default_factory=new_worker_id)
+    presence: Presence | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("binrelay"))
     # Free slots for long-lived helpers (e.g. the SMTP pool), keyed by name.
     extras: dict[str, Any] = field(default_factory=dict)
