@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Engine, create_engine, event, func, inspect, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -66,6 +66,23 @@ def has_table(engine: Engine, name: str) -> bool:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+# The advisory lock key routing decisions take turns on ("binr").
+DECISIONS_LOCK = 0x62696E72
+
+
+def decisions_in_turn(session: Session) -> None:
+    """Until this transaction ends, other processes' transactions that call this wait.
+
+    What a routed message does depends on what is already there (an item to
+    merge with, a member who just joined, an answer already given), so those
+    decisions take turns across processes; the costly part before it (parsing,
+    classifying) does not. PostgreSQL: a transaction-level advisory lock.
+    SQLite: transactions begin IMMEDIATE, which already takes turns.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(DECISIONS_LOCK)))
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

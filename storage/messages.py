@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import ClassificationRecord, MailboxState, Message, MessageStatus
@@ -75,6 +75,27 @@ def pending_message_ids(session: Session, limit: int) -> list[int]:
     ranked = select(Message.id, turn.label("turn")).where(Message.status == MessageStatus.NEW).subquery()
     query = select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(limit)
     return list(session.scalars(query))
+
+
+def take_new_message(session: Session, message_id: int) -> Message | None:
+    """The message if it is still ``new``, locked for this transaction; None when routed or taken.
+
+    On PostgreSQL a row another process is routing is skipped, not waited for
+    (``FOR UPDATE SKIP LOCKED``); SQLite's transactions already begin IMMEDIATE.
+    """
+    query = select(Message).where(Message.id == message_id, Message.status == MessageStatus.NEW)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Message)
+    return session.scalars(query).first()
+
+
+def fail_if_new(session: Session, message_id: int, error: str) -> bool:
+    """Mark a message that could not be routed as failed, unless another process routed it meanwhile."""
+    result = session.execute(
+        update(Message).where(Message.id == message_id, Message.status == MessageStatus.NEW)
+        .values(status=MessageStatus.FAILED, error=error[:2000]).execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def classified_messages(session: Session) -> list[tuple[str | None, ClassificationRecord]]:

@@ -89,7 +89,7 @@ def test_previous_month_is_the_default(flow: Flow) -> None:
     assert previous_month(datetime(2026, 1, 5, tzinfo=UTC)) == "2025-12"
     seed(flow)
     out = io.StringIO()
-    assert report_command(flow.rt, None, False, out) == 0
+    assert report_command(flow.rt, None, False, out, io.StringIO()) == 0
     text = out.getvalue()
     assert "2026-11" in text and "Hele netwerk" in text
     assert "goedgekeurd 3, afgewezen 1, verlopen 1" in text
@@ -111,7 +111,7 @@ def test_purged_months_still_report(flow: Flow) -> None:
 def test_send_mails_the_user_group_with_a_chart(flow: Flow) -> None:
     seed(flow)
     out = io.StringIO()
-    assert report_command(flow.rt, "2026-11", True, out) == 0
+    assert report_command(flow.rt, "2026-11", True, out, io.StringIO()) == 0
     recipients = {r for rcpts, _raw in flow.sent() for r in rcpts}
     assert recipients == {"anna@coordinatoren.nl", "bert@coordinatoren.nl", "kees@coordinatoren.nl"}
     _rcpts, raw = flow.sent()[0]
@@ -119,3 +119,26 @@ def test_send_mails_the_user_group_with_a_chart(flow: Flow) -> None:
     assert "Maandrapport" in str(message["Subject"])
     charts = [part for part in message.iter_attachments() if part.get_content_type() == "image/png"]
     assert len(charts) == 1 and charts[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sending_again_mails_nobody_twice(flow: Flow) -> None:
+    seed(flow)
+    for _ in range(2):
+        out = io.StringIO()
+        assert report_command(flow.rt, "2026-11", True, out, io.StringIO()) == 0
+        assert "sent to 3 of 3 recipients" in out.getvalue()
+    recipients = [r for rcpts, _raw in flow.sent() for r in rcpts]
+    assert sorted(recipients) == ["anna@coordinatoren.nl", "bert@coordinatoren.nl", "kees@coordinatoren.nl"]
+
+
+def test_a_report_that_could_not_be_sent_exits_1_and_goes_later(flow: Flow) -> None:
+    seed(flow)
+    flow.sink.reject("bert@coordinatoren.nl", "451 4.3.0 mailbox busy")
+    err = io.StringIO()
+    assert report_command(flow.rt, "2026-11", True, io.StringIO(), err) == 1
+    assert "bert@coordinatoren.nl (will be retried): 451 4.3.0 mailbox busy" in err.getvalue()
+    flow.sink.clear_faults()
+    flow.rt.clock.advance(hours=2)  # type: ignore[attr-defined]
+    assert report_command(flow.rt, "2026-11", True, io.StringIO(), io.StringIO()) == 0
+    recipients = sorted(r for rcpts, _raw in flow.sent() for r in rcpts)
+    assert recipients == ["anna@coordinatoren.nl", "bert@coordinatoren.nl", "kees@coordinatoren.nl"]

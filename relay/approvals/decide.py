@@ -69,7 +69,9 @@ def decide(
     )
     carry_out(rt, session, item, decision, actor=actor, now=now)
     tell_coordinators(rt, session, item, decision, actor=actor, now=now, confirm_to=confirm_to)
-    log.info("queue item %s %s by %s (%s)", item.id, decision.status, actor, decision.outcome)
+    # Logs name the role, never the address (the audit table keeps who it was).
+    by = "a coordinator" if "@" in actor else actor
+    log.info("queue item %s %s by %s (%s)", item.id, decision.status, by, decision.outcome)
     return True
 
 

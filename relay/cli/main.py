@@ -136,7 +136,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
         result = daemon.run_once()
         print(f"stored {result.stored}, routed {result.routed}, failed {result.failed}, sent {result.sent}")
-        return EXIT_OK
+        for problem in result.problems:
+            print(f"binrelay run --once: {problem}", file=sys.stderr)
+        return EXIT_FAILURE if result.problems else EXIT_OK
     daemon.run_forever()
     return EXIT_OK
 
@@ -189,7 +191,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.month and not _is_month(args.month):
         raise UsageError(f"--month: {args.month!r} is not YYYY-MM")
-    return report_command(_runtime(args), args.month, args.send, sys.stdout)
+    return report_command(_runtime(args), args.month, args.send, sys.stdout, sys.stderr)
 
 
 def _is_month(value: str) -> bool:

@@ -3,9 +3,10 @@
 ``publish_alert`` leaves digest members out of a non-urgent alert's fan-out
 (urgent alerts always go at once); ``send_digests`` then queues one message per
 such member with every alert of their ward since their previous digest. It is
-safe to run often (e.g. hourly): a member gets at most one digest per
-``MIN_INTERVAL``. The previous digest is the member's newest outbox row with
-purpose ``digest``, so no extra state is kept.
+safe to run often (e.g. hourly) and in several processes: a member gets at
+most one digest per local day (``storage.workers.claim_job`` per member and
+date, in the transaction that queues it) and per ``MIN_INTERVAL``. The
+previous digest is the member's newest outbox row with purpose ``digest``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from storage.members import active_members
 from storage.models import Alert, Member
 from storage.outbox import enqueue_notice, last_notice_at
 from storage.queue import alerts_between
+from storage.workers import claim_job
 
 log = logging.getLogger("binrelay.delivery")
 
@@ -37,10 +39,13 @@ def wants_digest(member: Member) -> bool:
     return bool((member.preferences or {}).get("digest"))
 
 
+def _local(rt: Runtime, now: datetime) -> datetime:
+    return now.astimezone(ZoneInfo(rt.config.delivery.timezone))
+
+
 def digest_due(rt: Runtime, now: datetime | None = None) -> bool:
     """Is it the configured digest hour (or later) today, local time?"""
-    local = (now or rt.clock.now()).astimezone(ZoneInfo(rt.config.delivery.timezone))
-    return local.hour >= rt.config.delivery.digest_hour
+    return _local(rt, now or rt.clock.now()).hour >= rt.config.delivery.digest_hour
 
 
 def send_digests(rt: Runtime, now: datetime | None = None) -> int:
@@ -66,6 +71,8 @@ def _digest_for(rt: Runtime, session: Session, member: Member, now: datetime) ->
     alerts = [a for a in alerts_between(session, since, now) if _belongs(member, a)]
     if not alerts:
         return 0
+    if not claim_job(session, f"digest:{member.id}", _local(rt, now).date().isoformat(), rt.worker_id, now):
+        return 0  # another process queued this member's digest today
     language = member.language if member.language in ("nl", "en") else rt.config.network.language
     ward = rt.config.ward(member.ward)
     rendered = rt.templates.render(

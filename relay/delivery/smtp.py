@@ -127,7 +127,8 @@ def classify_error(error: BaseException) -> SendResult:
         codes = [code for code, _ in error.recipients.values()]
         code = max(codes) if codes else 450
         detail = "; ".join(f"{code} {_text(message)}" for code, message in error.recipients.values())
-        return replace(_by_code(code, detail), recipient_refused=500 <= code < 600)
+        outcome: Outcome = "permanent" if 500 <= code < 600 else "temporary"
+        return SendResult(outcome, code, detail, recipient_refused=outcome == "permanent")
     if isinstance(error, NeedsSmtpUtf8):
         return SendResult("permanent", None, str(error))
     if isinstance(error, smtplib.SMTPAuthenticationError):

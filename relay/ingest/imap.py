@@ -71,6 +71,7 @@ class ImapSource:
         self._retry_at: float | None = None
         self._stored = 0
         self._backlog = False  # the last pass stopped before the inbox was empty
+        self.last_error: str | None = None
 
     # -- MailSource -----------------------------------------------------------
 
@@ -84,12 +85,13 @@ class ImapSource:
             self._drain()
         except NETWORK_ERRORS as error:
             self._lost(f"{type(error).__name__}: {error}")
-        except Exception:  # e.g. the database is locked: log, back off, go on
+        except Exception as error:  # e.g. the database is locked: log, back off, go on
             log.exception("%s: ingest failed", self.label)
-            self._lost("unexpected error")
+            self._lost(f"ingest failed: {type(error).__name__}: {error}")
         else:
             self.backoff.reset()
             self._retry_at = None
+            self.last_error = None
         return self._stored
 
     def wait_for_mail(self, timeout: float, wake: threading.Event) -> None:
@@ -150,6 +152,7 @@ class ImapSource:
                 client.shutdown()
         delay = self.backoff.next_delay()
         self._retry_at = time.monotonic() + delay
+        self.last_error = f"{self.label}: {reason}"
         log.warning("%s: %s; retrying in %.1f s", self.label, reason, delay)
 
     # -- bookkeeping --------------------------------------------------------------

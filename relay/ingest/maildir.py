@@ -37,6 +37,7 @@ class MaildirSource:
         self.processed = _processed_path(self.root, cfg.processed)
         self.name = f"maildir:{self.root}"
         self._retry_at: float | None = None
+        self.last_error: str | None = None
 
     # -- MailSource -----------------------------------------------------------
 
@@ -48,17 +49,23 @@ class MaildirSource:
             for path in self._pending():
                 stored += self._take(path)
         except OSError as error:
-            delay = self.backoff.next_delay()
-            self._retry_at = time.monotonic() + delay
+            delay = self._failed(f"{type(error).__name__}: {error}")
             log.warning("%s: %s; retrying in %.1f s", self.name, error, delay)
-        except Exception:  # e.g. the database is locked: log, back off, go on
-            delay = self.backoff.next_delay()
-            self._retry_at = time.monotonic() + delay
+        except Exception as error:  # e.g. the database is locked: log, back off, go on
+            delay = self._failed(f"ingest failed: {type(error).__name__}: {error}")
             log.exception("%s: ingest failed; retrying in %.1f s", self.name, delay)
         else:
             self.backoff.reset()
             self._retry_at = None
+            self.last_error = None
         return stored
+
+    def _failed(self, reason: str) -> float:
+        """Back off; returns the delay."""
+        delay = self.backoff.next_delay()
+        self._retry_at = time.monotonic() + delay
+        self.last_error = f"{self.name}: {reason}"
+        return delay
 
     def wait_for_mail(self, timeout: float, wake: threading.Event) -> None:
         """Sleep until ``new/`` or ``cur/`` changes, ``wake`` is set or ``timeout`` passed."""

@@ -12,6 +12,8 @@ from typing import Protocol
 
 class MailSource(Protocol):
     name: str
+    # Why the last ``run_once`` could not read the mailbox (for ``run --once``'s exit code); None when it could.
+    last_error: str | None
 
     def run_once(self) -> int:
         """Store everything new (committing each), then move it out; returns how many were stored.

@@ -3,7 +3,9 @@
 Everything is counted from rows that retention keeps (classifications, queue
 decisions, member dates, delivery statuses), so a month whose messages were
 purged still reports. ``--send`` mails the user group a Dutch (or English)
-report with a PNG chart of the month per ward.
+report with a PNG chart of the month per ward: each recipient gets a month's
+report once, however often it is asked for and however many processes run the
+monthly job (``storage.workers.claim_job`` per recipient and month).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from sqlalchemy.orm import Session
 from relay.delivery import compose
 from relay.delivery.sender import deliver_pending
 from relay.service.runtime import Runtime
+from storage.limits import address_key
 from storage.models import DeliveryStatus, ItemStatus
-from storage.outbox import enqueue_notice
+from storage.outbox import enqueue_notice, outcomes_of
 from storage.reports import alert_copy_outcomes, all_members, items_decided, reports_received
+from storage.workers import claim_job
 
 ALL = "*"  # the key for the whole network
 
@@ -190,13 +194,29 @@ def render_chart(rt: Runtime, report: MonthReport, language: str) -> bytes:
     return buffer.getvalue()
 
 
-def send_report(rt: Runtime, session: Session, report: MonthReport, now: datetime) -> list[str]:
-    """Queue the report mail (text + PNG chart) for the user group; returns the recipients."""
+def report_recipients(rt: Runtime) -> list[str]:
     config = rt.config
-    language = config.network.language
-    recipients = config.network.report_recipients or sorted(
+    return config.network.report_recipients or sorted(
         {*config.network.coordinators, *(a for w in config.wards for a in w.coordinators)}
     )
+
+
+def report_purpose(month: str) -> str:
+    """The outbox purpose of a month's report mails: how a later run finds what became of them."""
+    return f"report {month}"
+
+
+def send_report(rt: Runtime, session: Session, report: MonthReport, now: datetime) -> list[str]:
+    """Queue the report mail (text + PNG chart) for each recipient who has not had this month's yet.
+
+    Returns the recipients queued now.
+    """
+    config = rt.config
+    language = config.network.language
+    recipients = [r for r in report_recipients(rt)
+                  if claim_job(session, f"report:{address_key(r)[:24]}", report.month, rt.worker_id, now)]
+    if not recipients:
+        return []
     text = render_text(rt, report, language)
     chart = render_chart(rt, report, language)
     subject = f"{'Maandrapport' if language == 'nl' else 'Monthly report'} {config.network.name} {report.month}"
@@ -211,22 +231,32 @@ def send_report(rt: Runtime, session: Session, report: MonthReport, now: datetim
         message["X-Loop"] = config.network.address
         message.set_content(text, charset="utf-8")
         message.add_attachment(chart, maintype="image", subtype="png", filename=f"binrelay-{report.month}.png")
-        enqueue_notice(session, recipient=recipient, raw=message.as_bytes(policy=SMTP), purpose="report", now=now)
+        enqueue_notice(session, recipient=recipient, raw=message.as_bytes(policy=SMTP),
+                       purpose=report_purpose(report.month), now=now)
     return recipients
 
 
-def report_command(rt: Runtime, month: str | None, send: bool, out: TextIO) -> int:
+def report_command(rt: Runtime, month: str | None, send: bool, out: TextIO, err: TextIO) -> int:
+    """Print the month's report; with ``send`` also mail it. Exit 1 when a recipient does not have it."""
     now = rt.clock.now()
     month = month or previous_month(now)
     with rt.sessions() as session, session.begin():
         report = build_report(session, month, [w.slug for w in rt.config.wards])
         out.write(render_text(rt, report, rt.config.network.language))
-        recipients = send_report(rt, session, report, now) if send else []
-    if send:
-
-        sent = deliver_pending(rt).sent
-        out.write(f"\nsent to {sent} of {len(recipients)} recipients: {', '.join(recipients)}\n")
-    return 0
+        if send:
+            send_report(rt, session, report, now)
+    if not send:
+        return 0
+    deliver_pending(rt)
+    with rt.sessions() as session:
+        outcomes = outcomes_of(session, report_purpose(month))
+    sent = [row.recipient for row in outcomes if row.status == DeliveryStatus.SENT]
+    out.write(f"\nsent to {len(sent)} of {len(outcomes)} recipients: {', '.join(sent) or '-'}\n")
+    missing = [row for row in outcomes if row.status != DeliveryStatus.SENT]
+    for row in missing:
+        state = "will be retried" if row.status == DeliveryStatus.PENDING else "failed for good"
+        err.write(f"binrelay report: not sent to {row.recipient} ({state}): {row.last_error or 'not tried yet'}\n")
+    return 1 if missing else 0
 
 
 def send_monthly(rt: Runtime) -> None:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from relay.members.erasure import erase_address
 from relay.service.runtime import Runtime
-from storage import limits
+from storage import limits, workers
 from storage.retention import (
     former_members,
     purge_alerts,
@@ -67,6 +67,7 @@ def purge(rt: Runtime, now: datetime) -> PurgeStats:
                 break
     with rt.sessions() as session, session.begin():
         limits.purge_before(session, cutoff)
+        workers.forget_jobs_before(session, cutoff)
     if stats.total:
         log.info("retention: purged %d messages, %d alerts, %d deliveries, %d audit events, %d queue items, "
                  "%d confirmations and erased %d former members, older than %s", stats.messages, stats.alerts,

@@ -26,13 +26,16 @@ from relay.routing.flood import over_limit
 from relay.routing.followups import handle_resolved
 from relay.service.runtime import Runtime
 from rules import Classification, MemberLookup
+from storage.db import decisions_in_turn
 from storage.members import member_ward_map
-from storage.messages import pending_message_ids
+from storage.messages import fail_if_new, pending_message_ids, take_new_message
 from storage.models import ClassificationRecord, Message, MessageStatus
 
 log = logging.getLogger("binrelay.pipeline")
 
 Handler = Callable[[Runtime, Session, Message, ParsedMail, ClassificationRecord], object]
+# Messages routed per read of the member table.
+ROUTE_BATCH = 500
 MEMBER_COMMANDS = frozenset({"subscribe", "unsubscribe", "help", "confirm", "preferences"})
 
 
@@ -42,6 +45,10 @@ class RouteStats:
     dropped: int = 0
     failed: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tried(self) -> int:
+        return self.routed + self.failed
 
 
 def choose_handler(cls: ClassificationRecord, command: str | None) -> tuple[MessageStatus, Handler | None]:
@@ -69,6 +76,7 @@ def route_message(
     """Classify and route one stored message inside the caller's transaction; returns its status."""
     mail = parse_mail(message.raw or b"", rt.config.limits.max_message_bytes)
     cls = message.classification or classify_message(rt, session, message, mail, members)
+    decisions_in_turn(session)
     if over_limit(rt, session, message, cls):
         status, handler = MessageStatus.HELD, None  # kept, and counted in the sender's one summary
     else:
@@ -134,43 +142,48 @@ def understanding_problems(mail: ParsedMail, max_header_bytes: int) -> list[str]
     return problems
 
 
-def route_pending(rt: Runtime, limit: int = 500, stop: Event | None = None) -> RouteStats:
-    """Route every ``new`` message, each in its own transaction.
+def route_pending(rt: Runtime, limit: int | None = None, stop: Event | None = None,
+                  batch: int = ROUTE_BATCH) -> RouteStats:
+    """Route every ``new`` message (at most ``limit``), each in its own transaction.
 
-    The member table is read once per batch, not once per message.
+    Batches of ``batch`` until none is left; the member table is read once per
+    batch. Several processes may route at once: each message is routed by
+    exactly one (``take_new_message``), the others pass it by.
     """
     stats = RouteStats()
-    with rt.sessions() as session:
-        ids = pending_message_ids(session, limit)
-        members = member_ward_map(session).get
-    for message_id in ids:
-        if stop is not None and stop.is_set():
+    passed: set[int] = set()  # being routed by another process
+    while limit is None or stats.tried < limit:
+        size = batch if limit is None else min(batch, limit - stats.tried)
+        with rt.sessions() as session:
+            ids = [i for i in pending_message_ids(session, size + len(passed)) if i not in passed][:size]
+            members = member_ward_map(session).get
+        if not ids:
             break
-        _route_one(rt, message_id, stats, members)
+        for message_id in ids:
+            if stop is not None and stop.is_set():
+                return stats
+            if not _route_one(rt, message_id, stats, members):
+                passed.add(message_id)
     return stats
 
 
-def _route_one(rt: Runtime, message_id: int, stats: RouteStats, members: MemberLookup) -> None:
+def _route_one(rt: Runtime, message_id: int, stats: RouteStats, members: MemberLookup) -> bool:
+    """Route one message; False when another process has it (or had it)."""
     try:
         with rt.sessions() as session, session.begin():
-            message = session.get(Message, message_id)
-            if message is None or message.status != "new":
-                return  # another process routed it
+            message = take_new_message(session, message_id)
+            if message is None:
+                return False
             status = route_message(rt, session, message, members)
     except Exception as exc:
         log.exception("message %s could not be routed; held for a coordinator", message_id)
-        _mark_failed(rt, message_id, f"{type(exc).__name__}: {exc}")
-        stats.failed += 1
-        return
+        with rt.sessions() as session, session.begin():
+            # Only if still new: a process that lost a race leaves the winner's result alone.
+            failed = fail_if_new(session, message_id, f"{type(exc).__name__}: {exc}")
+        stats.failed += int(failed)
+        return failed
     stats.routed += 1
     if status == "dropped":
         stats.dropped += 1
     stats.by_kind[status] = stats.by_kind.get(status, 0) + 1
-
-
-def _mark_failed(rt: Runtime, message_id: int, error: str) -> None:
-    with rt.sessions() as session, session.begin():
-        message = session.get(Message, message_id)
-        if message is not None:
-            message.status = MessageStatus.FAILED
-            message.error = error[:2000]
+    return True

@@ -39,12 +39,14 @@ from relay.service.clock import Clock, SystemClock
 from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
 from relay.service.tokens import signer_for
+from relay.service.workers import Presence, claim_job
 from storage.db import make_engine, migrate
 
 log = logging.getLogger("binrelay.daemon")
 
 IDLE_WAIT_SECONDS = 30.0
 DELIVERY_WAIT_SECONDS = 5.0
+MAX_ONCE_ROUNDS = 10  # run --once: ingest-route-deliver rounds while each still finds work
 
 
 @dataclass
@@ -53,6 +55,7 @@ class PassResult:
     routed: int = 0
     failed: int = 0
     sent: int = 0
+    problems: list[str] = field(default_factory=list)  # what failed (run --once exits 1)
 
 
 @dataclass
@@ -100,19 +103,62 @@ class Daemon:
         return result
 
     def run_once(self) -> PassResult:
-        """``binrelay run --once``: all pending work, then exit."""
+        """``binrelay run --once``: ingest, route, timers, digests, retention and delivery until nothing is due.
 
+        Every failure of a source, the database or the SMTP server is kept in
+        ``problems`` (the command exits 1 with them); the other steps still run.
+        The monthly report is the daemon's schedule or ``report --send``.
+        """
         assert self.runtime is not None
-        result = self.run_pass()
-        run_due(self.runtime)
-        self._digests()
-        result.sent = deliver_pending(self.runtime).sent
+        rt = self.runtime
+        result = PassResult()
+        for _ in range(MAX_ONCE_ROUNDS):
+            before = (result.stored, result.routed, result.sent)
+            for source in self.sources:
+                self._drain(source, result)
+            self._step(result, "routing", lambda: self._route(rt, result))
+            self._step(result, "reminders", lambda: run_due(rt))
+            self._step(result, "digests", self._digests)
+            self._step(result, "retention", self._purge)
+            self._step(result, "delivery", lambda: self._deliver(rt, result))
+            if result.problems or (result.stored, result.routed, result.sent) == before:
+                break
         return result
+
+    @staticmethod
+    def _drain(source: MailSource, result: PassResult) -> None:
+        """Everything the source has now (a source reads a flood in several calls)."""
+        while (stored := source.run_once()) and source.last_error is None:
+            result.stored += stored
+        if source.last_error is not None:
+            result.problems.append(source.last_error)
+
+    @staticmethod
+    def _route(rt: Runtime, result: PassResult) -> None:
+        routed = route_pending(rt)
+        result.routed += routed.routed
+        result.failed += routed.failed
+
+    @staticmethod
+    def _deliver(rt: Runtime, result: PassResult) -> None:
+        stats = deliver_pending(rt)
+        result.sent += stats.sent
+        if stats.unreachable is not None:
+            result.problems.append(f"SMTP server unreachable: {stats.unreachable}")
+
+    @staticmethod
+    def _step(result: PassResult, name: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as error:  # the database, most likely: report it, run the other steps
+            log.exception("%s failed", name)
+            result.problems.append(f"{name} failed: {type(error).__name__}: {error}")
 
     # -- forever ------------------------------------------------------------
     def run_forever(self) -> None:
         assert self.runtime is not None
         self._install_signals()
+        self.runtime.presence = Presence(self.runtime).start()
         scheduler = self._start_scheduler()
         delivery = threading.Thread(target=self._delivery_loop, name="delivery", daemon=True)
         delivery.start()
@@ -144,6 +190,8 @@ class Daemon:
                 source.close()
             if lmtp is not None:
                 lmtp.stop()
+            self.runtime.presence.stop()
+            self.runtime.presence = None
 
     def _wait_for_mail(self) -> None:
         self.wake_event.clear()
@@ -169,7 +217,6 @@ class Daemon:
         self._delivery_kick.set()
 
     def _delivery_loop(self) -> None:
-
         assert self.runtime is not None
         while not self.stop_event.is_set():
             self._delivery_kick.clear()
@@ -181,7 +228,6 @@ class Daemon:
 
     # -- scheduler and signals ----------------------------------------------
     def _start_scheduler(self) -> BackgroundScheduler:
-
         assert self.runtime is not None
         scheduler = BackgroundScheduler(timezone="UTC")
         schedule_approvals(scheduler, self.runtime)
@@ -203,20 +249,19 @@ class Daemon:
         return scheduler
 
     def _digests(self) -> None:
-
         assert self.runtime is not None
         if digest_due(self.runtime):
             send_digests(self.runtime)  # at most one per member per day, however often called
 
     def _monthly_report(self) -> None:
-
         assert self.runtime is not None
         send_monthly(self.runtime)
 
     def _purge(self) -> None:
-
         assert self.runtime is not None
-        purge(self.runtime, self.clock.now())
+        now = self.clock.now()
+        if claim_job(self.runtime, "retention", now.date().isoformat()):  # one process a day
+            purge(self.runtime, now)
 
     @staticmethod
     def _guarded(job: Callable[[], None]) -> Callable[[], None]:
@@ -244,7 +289,6 @@ class Daemon:
 
 
 def build_sources(rt: Runtime, ingestor: Ingestor) -> list[MailSource]:
-
     config = rt.config
     sources: list[MailSource] = []
     if config.imap is not None:
