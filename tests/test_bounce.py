@@ -162,7 +162,8 @@ Diagnostic-Code: smtp; 552 mailbox full
     assert (bounce.recipients, bounce.status, bounce.permanent) == (["joost@example.net"], "5.2.2", True)
 
 
-def test_failed_after_retries_with_4xx_status_is_not_permanent() -> None:
+def test_failed_after_retries_with_4xx_status_is_permanent() -> None:
+    # The server gave up retrying and returned the message: that recipient is not reached.
     raw = crlf("""
 From: MAILER-DAEMON@example.org
 Subject: Undelivered Mail Returned to Sender
@@ -184,10 +185,11 @@ Status: 4.4.7
 """)
     bounce = detect_bounce(parse_mail(raw), NETWORK)
     assert bounce is not None and bounce.recipients == ["slow@example.net"]
-    assert not bounce.permanent
+    assert bounce.permanent and bounce.status == "4.4.7"
 
 
-def test_success_report_is_not_a_bounce() -> None:
+def test_success_report_is_never_a_hard_bounce() -> None:
+    # A delivery-status report without a failure: a notice to drop, never a failure to count.
     raw = crlf("""
 From: MAILER-DAEMON@example.org
 Subject: Successful Mail Delivery Report
@@ -207,7 +209,9 @@ Action: delivered
 Status: 2.0.0
 --b--
 """)
-    assert detect_bounce(parse_mail(raw), NETWORK) is None
+    bounce = detect_bounce(parse_mail(raw), NETWORK)
+    assert bounce is not None
+    assert not bounce.permanent and bounce.recipients == [] and bounce.status == "2.0.0"
 
 
 @pytest.mark.parametrize("raw", [
