@@ -9,6 +9,12 @@ word ("AKOORD", "Oké"), two different decisions, an approval with a condition
 ("Akkoord, maar ...") or a command below other text is reported as a problem
 (in the language of the words the coordinator used), so the approvals layer
 asks again instead of guessing.
+
+Corrections of the rules' judgement (``SPOED``/``NIET SPOED``, ``CATEGORIE naam``)
+are lines of their own, like ``WIJK``: they are read with any decision, and
+alone they are a correction without a decision (the approvals layer notes it
+and keeps the item pending). The category name is kept as written; the rule
+set resolves it (``category_problem`` words the answer when it cannot).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from typing import Literal
 
 from mail.quotes import new_text, strip_edges
 from mail.text import fold, split_names
+from rules.loader import RuleSet
 
 # What the first word of an answer asks for (the approvals layer turns it into a Decision).
 Verb = Literal["approve", "reject", "edit"]
+# What a SPOED / NIET SPOED line sets the urgency to.
+Urgency = Literal["urgent", "normal"]
 
 # Command words (accent- and case-folded) and the decision each stands for.
 DECISION_WORDS: dict[str, Verb] = {
@@ -31,8 +40,13 @@ DECISION_WORDS: dict[str, Verb] = {
 }
 WARD_WORDS = frozenset({"wijk", "wijken", "ward", "wards"})
 PARTNER_WORDS = {"politie": "police", "police": "police", "gemeente": "municipality", "municipality": "municipality"}
-ENGLISH_WORDS = frozenset({"approve", "yes", "reject", "no", "edit", "ward", "wards", "police", "municipality"})
-ALL_COMMAND_WORDS = frozenset(DECISION_WORDS) | WARD_WORDS | frozenset(PARTNER_WORDS)
+URGENCY_WORDS = frozenset({"spoed", "urgent"})
+URGENCY_NEGATIONS = frozenset({"niet", "geen", "not", "non"})
+CATEGORY_WORDS = frozenset({"categorie", "category"})
+CORRECTION_WORDS = URGENCY_WORDS | CATEGORY_WORDS
+ENGLISH_WORDS = frozenset({"approve", "yes", "reject", "no", "edit", "ward", "wards", "police", "municipality",
+                           "urgent", "not", "non", "category"})
+ALL_COMMAND_WORDS = frozenset(DECISION_WORDS) | WARD_WORDS | frozenset(PARTNER_WORDS) | CORRECTION_WORDS
 # A sign-off is looked for this many lines up from the end of an edited text (closing + name + contact lines).
 SIGN_OFF_LINES = 8
 LIST_JOINERS = frozenset({"en", "and", "&", "+"})
@@ -47,7 +61,14 @@ class ReplyCommand:
     edited_text: str | None = None
     wards: list[str] = field(default_factory=list)
     partners: list[str] = field(default_factory=list)
+    urgency: Urgency | None = None  # SPOED -> "urgent", NIET SPOED -> "normal"
+    category: str | None = None  # the CATEGORIE name as written ("fraude"), resolved by the rule set
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def corrects(self) -> bool:
+        """Whether the answer corrects the rules' judgement (urgency or category)."""
+        return self.urgency is not None or self.category is not None
 
 
 _SALUTATION = re.compile(
@@ -78,6 +99,19 @@ def _split_command(line: str) -> tuple[str, str, str]:
 
 def _only_punctuation(text: str) -> bool:
     return not any(char.isalnum() for char in text)
+
+
+# A whole line of SPOED, URGENT, NIET SPOED, GEEN SPOED, NOT URGENT, "non-urgent" (folded), with stray markup.
+_URGENCY_LINE = re.compile(
+    r"^[\s*_\"'“”‘’„«»(\[]*(?:(niet|geen|not|non)[\s-]+)?(spoed|urgent)[\s*_\"'“”‘’»)\].!:]*$")
+
+
+def _urgency_line(line: str) -> Urgency | None:
+    """ "urgent" for a SPOED/URGENT line, "normal" for NIET SPOED/NOT URGENT, None for any other line."""
+    match = _URGENCY_LINE.match(fold(line))
+    if match is None:
+        return None
+    return "normal" if match.group(1) else "urgent"
 
 
 def _partner_line(line: str) -> list[str] | None:
@@ -123,9 +157,25 @@ class _Line:
         return _partner_line(self.text)
 
     @property
+    def urgency(self) -> Urgency | None:
+        return _urgency_line(self.text)
+
+    @property
+    def is_category(self) -> bool:
+        return self.word in CATEGORY_WORDS
+
+    @property
     def is_instruction(self) -> bool:
-        """A WIJK or partner line: it adds to the decision, never to a reason or new text."""
-        return self.is_ward or self.partners is not None
+        """A WIJK, partner or correction line: it adds to the decision, never to a reason or new text."""
+        return self.is_ward or self.is_category or self.urgency is not None or self.partners is not None
+
+    @property
+    def label(self) -> str:
+        """The command as problems name it: "WIJK", "NIET SPOED"."""
+        match = _URGENCY_LINE.match(fold(self.text))
+        if match is not None:
+            return " ".join(word for word in match.groups() if word).upper()
+        return self.written.upper()
 
     @property
     def only_decision(self) -> bool:
@@ -238,10 +288,49 @@ class _Parser:
                 self.problem(line.word, f"{line.written.upper()} zonder naam van een wijk",
                              f"{line.written.upper()} without a ward name")
             self.result.wards += [name for name in names if name not in self.result.wards]
+        elif line.urgency is not None:
+            self._urgency(line, line.urgency)
+        elif line.is_category:
+            self._category(line)
         else:
             for partner in line.partners or []:
                 if partner not in self.result.partners:
                     self.result.partners.append(partner)
+
+    def _urgency(self, line: _Line, urgency: Urgency) -> None:
+        if self.result.urgency not in (None, urgency):
+            self.problem(line.word, "twee verschillende urgenties: SPOED of NIET SPOED?",
+                         "two urgencies: URGENT or NOT URGENT?")
+        self.result.urgency = urgency
+
+    def _category(self, line: _Line) -> None:
+        name = line.rest.strip(" \t.!?:\"“”*")
+        if not name:
+            self.problem(line.word, f"{line.label} zonder naam van een categorie",
+                         f"{line.label} without a category name")
+        elif self.result.category is not None and fold(self.result.category) != fold(name):
+            self.problem(line.word, f"twee verschillende categorieën: {self.result.category} of {name}?",
+                         f"two categories: {self.result.category} or {name}?")
+        else:
+            self.result.category = name
+
+    def _slip_of_correction(self, line: _Line) -> None:
+        """ "SPOEDD", "NIET SPOEED", "CATEGRIE fraude" under a decision: asked about, never silently ignored."""
+        words = re.findall(r"[^\W\d_]+", line.text)
+        if not 1 <= len(words) <= 4:
+            return
+        negated = fold(words[0]) in URGENCY_NEGATIONS and len(words) >= 2
+        written = words[1] if negated else words[0]
+        if fold(written) in URGENCY_WORDS:  # "Spoed graag": the urgency word with more words
+            named = " ".join(words[: 2 if negated else 1]).upper()
+            said = line.text.strip()[:80]
+            self.problem(fold(written), f"'{said}': zet {named} alleen op een eigen regel",
+                         f"'{said}': put {named} alone on a line of its own")
+            return
+        near = near_command(fold(written))
+        if near in CORRECTION_WORDS:
+            self.problem(near, f"onbekend woord '{written}' (bedoelt u {near.upper()}?)",
+                         f"unknown word '{written}' (did you mean {near.upper()}?)")
 
     def parse(self) -> ReplyCommand:
         start = self._first_meaningful()
@@ -292,8 +381,8 @@ class _Parser:
         # A command below other text is not obeyed (the SPEC reads the first line), but named.
         later = next((line for line in rest if line.only_decision or line.is_instruction), None)
         if later is not None:
-            self.problem(later.word, f"{later.written.upper()} moet op de eerste regel staan",
-                         f"{later.written.upper()} must be on the first line")
+            self.problem(later.word, f"{later.label} moet op de eerste regel staan",
+                         f"{later.label} must be on the first line")
 
     def _conflict(self, line: _Line) -> None:
         if line.decision is not None and line.decision != self.result.decision:
@@ -306,13 +395,13 @@ class _Parser:
             self._condition(head.text)
 
     def _instruction_on_decision_line(self, head: _Line) -> bool:
-        """WIJK/POLITIE must be on a line of their own; on the decision line they are asked about, not guessed."""
-        words = _folded_words(head.rest)
-        named = next((word for word in words if word in WARD_WORDS or word in PARTNER_WORDS), None)
+        """WIJK/POLITIE/SPOED/CATEGORIE must be on a line of their own; on the decision line they are asked
+        about, not guessed."""
+        named = _instruction_named(_folded_words(head.rest))
         if named is None:
             return False
-        self.problem(self.first_word, f"zet {named.upper()} op een eigen regel onder {head.written.upper()}",
-                     f"put {named.upper()} on a line of its own below {head.written.upper()}")
+        self.problem(self.first_word, f"zet {named} op een eigen regel onder {head.written.upper()}",
+                     f"put {named} on a line of its own below {head.written.upper()}")
         return True
 
     def _reject_to_partner(self, head: _Line) -> None:
@@ -349,6 +438,7 @@ class _Parser:
             if line.is_instruction:
                 self.instruction(line)
                 continue
+            self._slip_of_correction(line)
             first_paragraph = first_paragraph and not line.blank
             if first_paragraph:
                 self._condition(line.text)  # "AKKOORD\nmaar zonder het huisnummer"
@@ -380,8 +470,8 @@ class _Parser:
             # "WIJZIG WIJK Empel" changes the wards, not the text: never publish "WIJK Empel" as the alert.
             self.instruction(same_line)
             self.problem(head.word, f"{head.written.upper()} is voor een nieuwe tekst; zet "
-                                    f"{same_line.written.upper()} op een eigen regel onder AKKOORD",
-                         f"{head.written.upper()} is for a new text; put {same_line.written.upper()} "
+                                    f"{same_line.label} op een eigen regel onder AKKOORD",
+                         f"{head.written.upper()} is for a new text; put {same_line.label} "
                          "on a line of its own below APPROVE")
             return
         kept = [head.rest] if head.rest else []
@@ -395,6 +485,17 @@ class _Parser:
         if self.result.edited_text is None:
             self.problem(head.word, f"{head.written.upper()} zonder nieuwe tekst",
                          f"{head.written.upper()} without new text")
+
+
+def _instruction_named(words: list[str]) -> str | None:
+    """The first instruction word among ``words``, as a problem names it ("WIJK", "NIET SPOED")."""
+    for index, word in enumerate(words):
+        if word in WARD_WORDS or word in PARTNER_WORDS or word in CATEGORY_WORDS:
+            return word.upper()
+        if word in URGENCY_WORDS:
+            negated = index > 0 and words[index - 1] in URGENCY_NEGATIONS
+            return f"{words[index - 1]} {word}".upper() if negated else word.upper()
+    return None
 
 
 def _without_closing(lines: list[str]) -> list[str]:
@@ -437,3 +538,31 @@ def parse_reply(text: str) -> ReplyCommand:
     """The command in a reply's new text (quotes and signatures are cut here too); never raises."""
     lines = [_Line.of(line) for line in new_text(text).split("\n")]
     return _Parser(lines).parse()
+
+
+# ---------------------------------------------------------------- category names
+
+
+def category_problem(rules: RuleSet, written: str, language: str) -> str | None:
+    """What to answer when no category is called ``written`` (None when one is): the names that do work,
+    and the one it looks like a slip of."""
+    if rules.category_named(written) is not None:
+        return None
+    names = [rules.name(category, language) for category in rules.categories]
+    near = _nearest_name(rules, written)
+    if language == "nl":
+        hint = f" (bedoelt u {near}?)" if near else ""
+        return f"onbekende categorie '{written}'{hint}; bekende categorieën: {', '.join(names)}"
+    hint = f" (did you mean {near}?)" if near else ""
+    return f"unknown category '{written}'{hint}; known categories: {', '.join(names)}"
+
+
+def _nearest_name(rules: RuleSet, written: str) -> str | None:
+    """The Dutch or English category name ``written`` is one or two typing slips from, if any."""
+    key = fold(written).strip()
+    for category in rules.categories.values():
+        for name in (*category.names_nl, *category.names_en):
+            limit = 2 if len(name) >= 7 else 1
+            if len(name) >= 4 and _damerau(key, fold(name), limit) <= limit:
+                return name
+    return None

@@ -190,6 +190,34 @@ class QueueItem(Base):
     )
 
 
+class CorrectionField(StrEnum):
+    URGENCY = "urgency"
+    CATEGORY = "category"
+
+
+class Correction(Base):
+    """A coordinator overruling the rules' urgency or category of a queue item (SPOED, CATEGORIE ...).
+
+    Who it was stays in the audit trail; this row keeps only the role, so the
+    monthly report can count where the rules are overruled for as long as the
+    decisions are kept.
+    """
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    queue_item_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(20))  # a CorrectionField
+    old_value: Mapped[str | None] = mapped_column(String(30))  # what the rules said (None: no category)
+    new_value: Mapped[str] = mapped_column(String(30))
+    # ward_coordinator | network_coordinator | operator (relay.approvals.corrections.role_of)
+    role: Mapped[str] = mapped_column(String(30))
+    wards: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the item's proposed wards then
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_corrections_item", "queue_item_id"), Index("ix_corrections_at", "at"))
+
+
 class Alert(Base):
     """An approved message as it is forwarded: one per decision."""
 

@@ -70,6 +70,7 @@ NOT_PERSONAL = frozenset({
     "queue_items.kind", "queue_items.status", "queue_items.source", "queue_items.category", "queue_items.urgency",
     "queue_items.proposed_wards", "queue_items.target_wards", "queue_items.partners", "queue_items.token_hash",
     "audit_events.action", "rate_windows.bucket", "rate_windows.key",
+    "corrections.field", "corrections.old_value", "corrections.new_value", "corrections.role", "corrections.wards",
     "workers.id", "workers.host", "job_runs.job", "job_runs.period", "job_runs.worker",
 })
 TEXT_TYPES = (String, Text, JSON)

@@ -8,7 +8,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import ClassificationRecord, Delivery, ItemStatus, Member, Message, QueueItem
+from storage.models import (
+    ClassificationRecord,
+    Correction,
+    Delivery,
+    ItemStatus,
+    Member,
+    Message,
+    QueueItem,
+)
 
 DECIDED = (ItemStatus.APPROVED, ItemStatus.REJECTED, ItemStatus.EXPIRED)
 
@@ -41,3 +49,13 @@ def alert_copy_outcomes(session: Session) -> list[tuple[str, datetime | None, da
     """(status, sent_at, created_at) of every alert copy."""
     query = select(Delivery.status, Delivery.sent_at, Delivery.created_at).where(Delivery.alert_id.is_not(None))
     return [(status, sent_at, created) for status, sent_at, created in session.execute(query)]
+
+
+def corrections_made(session: Session, start: datetime, end: datetime) -> list[tuple[str, str | None, str, list[Any]]]:
+    """(field, old value, new value, wards) of every correction of the rules' judgement made in [start, end)."""
+    query = (
+        select(Correction.field, Correction.old_value, Correction.new_value, Correction.wards)
+        .where(Correction.at >= start, Correction.at < end)
+        .order_by(Correction.id)
+    )
+    return [(field, old, new, wards) for field, old, new, wards in session.execute(query)]

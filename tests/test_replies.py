@@ -16,7 +16,7 @@ from mail.quotes import new_text
 from relay.config import Config, parse_config
 from rules.loader import load_rules
 from rules.places import Places
-from rules.replies import ReplyCommand, parse_reply
+from rules.replies import ReplyCommand, category_problem, parse_reply
 from tests.test_approvals_helpers import config_dict
 
 # ---------------------------------------------------------------- single commands
@@ -323,6 +323,7 @@ def test_arbitrary_text_never_raises(text: str) -> None:
 def test_text_without_a_command_word_never_decides(lines: list[str], quote: str) -> None:
     command = parse_reply("\n".join(lines) + quote)
     assert command.decision is None and command.partners == [] and command.wards == []
+    assert command.urgency is None and command.category is None
 
 
 # ---------------------------------------------------------------- real clients' replies (tests/replies/*.eml)
@@ -350,6 +351,8 @@ def test_client_reply(name: str) -> None:
     assert command.edited_text == expected["edited_text"], text
     assert command.wards == expected["wards"], text
     assert command.partners == expected["partners"], text
+    assert command.urgency == expected.get("urgency"), text  # only the correction fixtures name them
+    assert command.category == expected.get("category"), text
     assert command.problems == expected["problems"], text
 
 
@@ -364,8 +367,9 @@ def test_client_reply_html_alternative_reads_the_same(name: str) -> None:
     command = parse_reply(html_to_text(mail.html))
     expected = EXPECTED[name]
     assert (command.decision, command.reason, command.edited_text, command.wards, command.partners,
-            command.problems) == (expected["decision"], expected["reason"], expected["edited_text"],
-                                  expected["wards"], expected["partners"], expected["problems"])
+            command.urgency, command.category, command.problems) == (
+        expected["decision"], expected["reason"], expected["edited_text"], expected["wards"], expected["partners"],
+        expected.get("urgency"), expected.get("category"), expected["problems"])
 
 
 def test_a_long_repeated_thread_reads_only_the_first_answer() -> None:
@@ -439,3 +443,95 @@ def test_problems_after_ok_are_in_the_language_of_its_line() -> None:
         "'Ok, but only Empel' approves with a condition; send EDIT with the new text"]
     assert parse_reply("Ok, maar alleen Empel").problems == [
         "'Ok, maar alleen Empel' is akkoord met een voorwaarde; stuur WIJZIG met de nieuwe tekst"]
+
+
+# ---------------------------------------------------------------- corrections: SPOED / NIET SPOED, CATEGORIE
+
+
+@pytest.mark.parametrize(
+    ("text", "urgency"),
+    [("AKKOORD\nSPOED", "urgent"), ("akkoord\nspoed!", "urgent"), ("APPROVE\nURGENT", "urgent"),
+     ("AKKOORD\nNIET SPOED", "normal"), ("Ja\nGeen spoed.", "normal"), ("APPROVE\nNOT URGENT", "normal"),
+     ("Yes\nnon-urgent", "normal"), ("OK\n*Niet spoed*", "normal"), ("SPOED\nAKKOORD", "urgent")],
+)
+def test_urgency_lines_with_an_approval(text: str, urgency: str) -> None:
+    command = parse_reply(text)
+    assert (command.decision, command.urgency, command.problems) == ("approve", urgency, [])
+
+
+@pytest.mark.parametrize(
+    ("line", "category"),
+    [("CATEGORIE fraude", "fraude"), ("Categorie: inbraak.", "inbraak"), ("category missing person", "missing person"),
+     ("CATEGORY: Theft", "Theft"), ("categorie Verdachte situatie", "Verdachte situatie")],
+)
+def test_category_lines_keep_the_name_as_written(line: str, category: str) -> None:
+    command = parse_reply(f"AKKOORD\n{line}")
+    assert (command.decision, command.category, command.problems) == ("approve", category, [])
+
+
+def test_corrections_combine_with_wards_partners_and_a_rejection() -> None:
+    command = parse_reply("AKKOORD\nWIJK Empel\nCATEGORIE fraude\nSPOED\nPOLITIE\n\nGroet, Anna")
+    assert command == ReplyCommand(decision="approve", wards=["Empel"], partners=["police"], urgency="urgent",
+                                   category="fraude")
+    command = parse_reply("AFWIJZEN al bekend bij de wijkagent\nNIET SPOED\nCATEGORIE overlast")
+    assert (command.decision, command.reason, command.urgency, command.category) == (
+        "reject", "al bekend bij de wijkagent", "normal", "overlast")
+
+
+def test_corrections_never_become_part_of_an_edited_text() -> None:
+    command = parse_reply("WIJZIG\nLet op: inbraak in een schuur.\nSPOED\nCATEGORIE inbraak\nSluit uw schuur af.")
+    assert command.edited_text == "Let op: inbraak in een schuur.\nSluit uw schuur af."
+    assert (command.urgency, command.category, command.problems) == ("urgent", "inbraak", [])
+    # A text that only starts with the word is the alert's text, not a correction.
+    assert parse_reply("WIJZIG\nSpoed: vermiste jongen, 8 jaar.").edited_text == "Spoed: vermiste jongen, 8 jaar."
+
+
+def test_a_correction_alone_has_no_decision_and_no_problem() -> None:
+    for text, urgency, category in [("SPOED", "urgent", None), ("NOT URGENT\n\nKees", "normal", None),
+                                    ("CATEGORIE fraude", None, "fraude"),
+                                    ("Hoi,\n\nNIET SPOED\nCATEGORIE overlast\n\nGroet, Bert", "normal", "overlast")]:
+        command = parse_reply(text)
+        assert (command.decision, command.urgency, command.category, command.problems) == (
+            None, urgency, category, []), text
+        assert command.corrects
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("AKKOORD\nSPOEDD", "onbekend woord 'SPOEDD' (bedoelt u SPOED?)"),
+     ("AKKOORD\nNIET SPOEED", "onbekend woord 'SPOEED' (bedoelt u SPOED?)"),
+     ("APPROVE\nURGNET", "unknown word 'URGNET' (did you mean URGENT?)"),
+     ("AKKOORD\nCATEGRIE fraude", "onbekend woord 'CATEGRIE' (bedoelt u CATEGORIE?)"),
+     ("APPROVE\nCATEGROY fraud", "unknown word 'CATEGROY' (did you mean CATEGORY?)"),
+     ("Spoedd", "onbekend woord 'Spoedd' (bedoelt u SPOED?)"),
+     ("AKKOORD\nSpoed graag", "'Spoed graag': zet SPOED alleen op een eigen regel"),
+     ("OK\nNot urgent at all", "'Not urgent at all': put NOT URGENT alone on a line of its own"),
+     ("Akkoord, spoed", "zet SPOED op een eigen regel onder AKKOORD"),
+     ("Akkoord, niet spoed", "zet NIET SPOED op een eigen regel onder AKKOORD"),
+     ("Yes, category fraud", "put CATEGORY on a line of its own below YES"),
+     ("AKKOORD\nCATEGORIE", "CATEGORIE zonder naam van een categorie"),
+     ("AKKOORD\nSPOED\nNIET SPOED", "twee verschillende urgenties: SPOED of NIET SPOED?"),
+     ("AKKOORD\nCATEGORIE fraude\nCATEGORIE inbraak", "twee verschillende categorieën: fraude of inbraak?"),
+     ("WIJZIG SPOED", "WIJZIG is voor een nieuwe tekst; zet SPOED op een eigen regel onder AKKOORD"),
+     ("Prima zo.\nNIET SPOED", "NIET SPOED moet op de eerste regel staan")],
+)
+def test_unclear_corrections_are_asked_about_never_guessed(text: str, problem: str) -> None:
+    assert parse_reply(text).problems == [problem]
+
+
+def test_a_sentence_about_urgency_is_neither_a_correction_nor_a_problem() -> None:
+    command = parse_reply("AFWIJZEN niet urgent genoeg voor de hele wijk")
+    assert (command.reason, command.urgency, command.problems) == ("niet urgent genoeg voor de hele wijk", None, [])
+    command = parse_reply("AKKOORD\n\nIk bel de melder vanavond nog even, het lijkt me spoedeisend.\n\nAnna")
+    assert (command.decision, command.urgency, command.problems) == ("approve", None, [])
+
+
+def test_an_unknown_category_names_the_known_ones_and_the_likely_one() -> None:
+    rules = load_rules()
+    assert category_problem(rules, "fraude", "nl") is None and category_problem(rules, "Missing person", "en") is None
+    problem = category_problem(rules, "fruade", "nl")
+    assert problem is not None and problem.startswith("onbekende categorie 'fruade' (bedoelt u fraude?)")
+    assert "inbraak" in problem and "oplichting" in problem and "overig" in problem
+    problem = category_problem(rules, "spaceships", "en")
+    assert problem == ("unknown category 'spaceships'; known categories: "
+                       + ", ".join(rules.name(category, "en") for category in rules.categories))

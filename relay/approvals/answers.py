@@ -4,6 +4,11 @@ Anything that is not a valid decision changes nothing. A refusal is recorded
 in the audit trail and answered once, never to an automatic message or to our
 own address, and at most a few times a day to the same address, so a forger
 or a misconfigured responder cannot turn binrelay into a mail cannon.
+
+A reply that only corrects the urgency or category (``SPOED``, ``CATEGORIE
+fraude``) decides nothing: the correction is applied to the pending item and
+the coordinator is told what was noted (``note_corrections``); the token stays
+valid for the decision.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from mail.message import ParsedMail
 from mail.quotes import new_text
+from relay.approvals.corrections import Corrections, apply_to_pending, change_lines, unchanged_lines
 from relay.approvals.decide import Decision, decide, decision_context
 from relay.approvals.merging import head_of
 from relay.approvals.requests import may_decide
@@ -28,8 +34,9 @@ from relay.service.runtime import Runtime
 from relay.service.tokens import looks_like_token, token_hash
 from rules.addresses import find_tag
 from rules.automatic import answer_refusal
+from rules.loader import RuleSet
 from rules.places import Places
-from rules.replies import parse_reply
+from rules.replies import ReplyCommand, category_problem, parse_reply
 from rules.sender import Assurance, SenderIdentity
 from storage import audit, limits
 from storage.models import ClassificationRecord, ItemStatus, Message, QueueItem
@@ -58,9 +65,12 @@ def handle_reply(rt: Runtime, session: Session, message: Message, mail: ParsedMa
     if refusal is not None or item is None:
         refuse(rt, session, message, mail, sender, item, refusal or "unknown_token", now)
         return
-    decision = read_decision(rt.config, rt.classifier.places, mail)
+    decision = read_decision(rt.config, rt.classifier.places, mail, rt.classifier.rules)
     if isinstance(decision, list):
         ask_again(rt, session, message, mail, sender, item, token or "", decision, now)
+        return
+    if isinstance(decision, Corrections):
+        note_corrections(rt, session, message, mail, sender, item, token or "", decision, now)
         return
     won = decide(rt, session, item, decision, actor=sender, now=now, message_id=message.id, confirm_to=sender)
     if not won:  # another coordinator's decision landed between our read and our UPDATE
@@ -108,11 +118,13 @@ def refusal_reason(config: Config, identity: SenderIdentity, item: QueueItem | N
 # ---------------------------------------------------------------- reading the command
 
 
-def read_decision(config: Config, places: Places, mail: ParsedMail) -> Decision | list[str]:
-    """The decision in a reply, or the problems that keep us from acting on it."""
+def read_decision(config: Config, places: Places, mail: ParsedMail,
+                  rules: RuleSet) -> Decision | Corrections | list[str]:
+    """The decision in a reply, the corrections alone (no decision), or the problems that keep us from acting."""
     command = parse_reply(new_text(mail.text or ""))
     language = texts.language_of(config)
     problems = [str(problem) for problem in command.problems]
+    corrections = _corrections(command, rules, language, problems)
     target: list[str] | None = None
     if command.wards:
         slugs, unknown = places.resolve_names(command.wards)
@@ -122,18 +134,31 @@ def read_decision(config: Config, places: Places, mail: ParsedMail) -> Decision 
     problems += [_no_partner(kind, language) for kind in partners if not _partner_configured(config, kind)]
     if command.decision == "edit" and not (command.edited_text or "").strip():
         problems.append("WIJZIG zonder nieuwe tekst" if language == "nl" else "EDIT without new text")
-    if command.decision is None and not partners and not problems:
+    if command.decision is None and not partners and not command.corrects and not problems:
         problems.append("geen opdracht gevonden" if language == "nl" else "no command found")
     if problems:
         return problems
     if command.decision == "reject":
         if partners:
-            return Decision("partner_only", reason=command.reason, partners=partners)
-        return Decision("reject", reason=command.reason)
+            return Decision("partner_only", reason=command.reason, partners=partners, corrections=corrections)
+        return Decision("reject", reason=command.reason, corrections=corrections)
     if command.decision is None:
-        return Decision("partner_only", partners=partners)
+        if not partners:
+            return corrections
+        return Decision("partner_only", partners=partners, corrections=corrections)
     edited = command.edited_text.strip() if command.decision == "edit" and command.edited_text else None
-    return Decision("approve", target_wards=target, partners=partners, edited_text=edited)
+    return Decision("approve", target_wards=target, partners=partners, edited_text=edited, corrections=corrections)
+
+
+def _corrections(command: ReplyCommand, rules: RuleSet, language: str, problems: list[str]) -> Corrections:
+    """The SPOED / CATEGORIE lines as values; an unknown category name adds a problem naming the known ones."""
+    category = None
+    if command.category is not None:
+        category = rules.category_named(command.category)
+        problem = category_problem(rules, command.category, language)
+        if problem is not None:
+            problems.append(problem)
+    return Corrections(urgency=command.urgency, category=category)
 
 
 def _partner_kinds(values: Any) -> list[str]:
@@ -202,6 +227,26 @@ def ask_again(rt: Runtime, session: Session, message: Message, mail: ParsedMail,
     language = texts.language_of(rt.config)
     wards = ", ".join(ward.name for ward in rt.config.wards)
     _answer(rt, session, "answer_problem", sender, mail, now, token=token, problems=problems, wards=wards,
+            reply_to=compose.plus_address(rt.config.network.address, token), language=language)
+
+
+def note_corrections(rt: Runtime, session: Session, message: Message, mail: ParsedMail, sender: str,
+                     item: QueueItem, token: str, corrections: Corrections, now: datetime) -> None:
+    """A correction without a decision: applied to the pending item, answered with what was noted."""
+    changes = apply_to_pending(rt.config, session, item, corrections, actor=sender, now=now, message_id=message.id)
+    if changes is None:  # a decision landed between our read and our UPDATE
+        session.refresh(item)
+        answer_already_decided(rt, session, message, mail, sender, item, now)
+        return
+    audit.record(session, at=now, actor=sender, action="reply_corrections_noted", queue_item_id=item.id,
+                 message_id=message.id, changed=[change.field.value for change in changes])
+    if not _may_answer(rt.config, mail, sender):
+        return
+    language = texts.language_of(rt.config)
+    rules = rt.classifier.rules
+    _answer(rt, session, "answer_corrected", sender, mail, now, token=token,
+            changes=change_lines(rules, changes, language),
+            unchanged=unchanged_lines(rules, item, corrections, changes, language),
             reply_to=compose.plus_address(rt.config.network.address, token), language=language)
 
 

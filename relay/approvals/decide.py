@@ -3,7 +3,8 @@
 Email replies and the operator's ``binrelay queue approve/reject`` both come
 here. ``decide`` first claims the item with one conditional UPDATE
 (``storage.queue.claim_decision``); only the caller that changed the row goes
-on to publish, answer and tell the others, all in the same transaction.
+on to correct the urgency or category it was given (``corrections``), then
+publish, answer and tell the others, all in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from relay.approvals.corrections import Change, Corrections, apply_to_claimed, change_lines
 from relay.approvals.requests import approvers_of
 from relay.config import Config
 from relay.delivery import compose
@@ -40,6 +42,7 @@ class Decision:
     target_wards: list[str] | None = None  # None: the proposed wards
     partners: list[str] = field(default_factory=list)  # partner kinds: police | municipality
     edited_text: str | None = None
+    corrections: Corrections = field(default_factory=Corrections)  # SPOED / CATEGORIE lines
 
     @property
     def status(self) -> str:
@@ -62,13 +65,17 @@ def decide(
     if not won:
         return False
     session.refresh(item)
+    # Before it is carried out: the alert goes out with the corrected label and SPOED marking.
+    changes = apply_to_claimed(rt.config, session, item, decision.corrections, actor=actor, now=now,
+                               message_id=message_id)
     audit.record(
         session, at=now, actor=actor, action=decision.status, queue_item_id=item.id, message_id=message_id,
         outcome=decision.outcome, target_wards=item.target_wards, partners=item.partners,
         edited=decision.edited_text is not None, reason=decision.reason,
+        corrected=[change.field.value for change in changes],
     )
     carry_out(rt, session, item, decision, actor=actor, now=now)
-    tell_coordinators(rt, session, item, decision, actor=actor, now=now, confirm_to=confirm_to)
+    tell_coordinators(rt, session, item, decision, actor=actor, now=now, confirm_to=confirm_to, changes=changes)
     # Logs name the role, never the address (the audit table keeps who it was).
     by = "a coordinator" if "@" in actor else actor
     log.info("queue item %s %s by %s (%s)", item.id, decision.status, by, decision.outcome)
@@ -150,8 +157,9 @@ def outcome_text(item: QueueItem, language: str) -> str:
     return "goedgekeurd" if language == "nl" else "approved"
 
 
-def decision_context(config: Config, item: QueueItem, language: str) -> dict[str, Any]:
-    """What 'who decided what' messages show."""
+def decision_context(config: Config, item: QueueItem, language: str,
+                     corrections: list[str] | None = None) -> dict[str, Any]:
+    """What 'who decided what' messages show (``corrections``: the decision's lines, "urgentie: normaal → SPOED")."""
     message = item.message
     target: str | None = None
     if item.status == ItemStatus.APPROVED:
@@ -167,6 +175,7 @@ def decision_context(config: Config, item: QueueItem, language: str) -> dict[str
         "target": target,
         "partners": texts.partner_names(item.partners or [], language),
         "reason": item.reason,
+        "corrections": corrections or [],
         "original_subject": compose.header_safe((message.subject if message else None) or f"#{item.id}"),
     }
 
@@ -180,11 +189,12 @@ def asked_coordinators(config: Config, item: QueueItem) -> list[str]:
 
 
 def tell_coordinators(rt: Runtime, session: Session, item: QueueItem, decision: Decision, *, actor: str,
-                      now: datetime, confirm_to: str | None) -> None:
-    """The others hear who decided; the one who decided by email gets a confirmation."""
+                      now: datetime, confirm_to: str | None, changes: list[Change] | None = None) -> None:
+    """The others hear who decided (and what was corrected); the one who decided by email gets a confirmation."""
     config = rt.config
     language = texts.language_of(config)
-    context = decision_context(config, item, language)
+    lines = change_lines(rt.classifier.rules, changes or [], language)
+    context = decision_context(config, item, language, corrections=lines)
     for recipient in asked_coordinators(config, item):
         if recipient == actor.lower() or recipient == (confirm_to or "").lower():
             continue

@@ -263,6 +263,7 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "category": texts.category_label(rt.classifier.rules, item.category, language),
         "urgency": texts.URGENCY_LABELS[language].get(item.urgency, item.urgency),
         "urgent": item.urgency == "urgent",
+        "category_example": _category_example(rt, item, language),
         "wards": texts.ward_names(config, item.target_wards or item.proposed_wards, language),
         "original_subject": compose.header_safe(_subject_of(message, mail)),
         "explanation": _explanation(message),
@@ -284,6 +285,13 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "expires": texts.local_time(item.expires_at),
         "received": texts.local_time(item.created_at),
     }
+
+
+def _category_example(rt: Runtime, item: QueueItem, language: str) -> str:
+    """A name for the CATEGORIE line's example: another category than the rules gave."""
+    rules = rt.classifier.rules
+    others = [category for category in rules.categories if category not in (item.category, "other")]
+    return rules.name(others[0] if others else "other", language)
 
 
 def sender_check(message: Message | None, language: str) -> dict[str, Any]:

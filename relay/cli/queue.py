@@ -15,7 +15,8 @@ from relay.cli.output import print_listing
 from relay.service import texts
 from relay.service.runtime import Runtime
 from storage.audit import events_for_item
-from storage.models import QueueItem
+from storage.corrections import corrections_for_item
+from storage.models import Correction, QueueItem
 from storage.queue import item_by_id, pending_items
 
 EXIT_OK = 0
@@ -68,7 +69,7 @@ def _queue_line(row: dict[str, Any]) -> str:
 
 
 def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
-    """One item: its fields, the message text and its audit trail."""
+    """One item: its fields, the message text, the coordinators' corrections and its audit trail."""
     out = out or sys.stdout
     with rt.sessions() as session:
         item = item_by_id(session, item_id)
@@ -78,17 +79,29 @@ def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
         summary = item_summary(item)
         text = item.edited_text or (item.message.body_text if item.message is not None else None) or ""
         events = [(e.at, e.actor, e.action, e.detail) for e in events_for_item(session, item_id)]
+        corrections = [correction_line(c) for c in corrections_for_item(session, item_id)]
     for key, value in summary.items():
         if value not in (None, [], ""):
             print(f"{key + ':':13} {value}", file=out)
     print("\n----- message -----", file=out)
     print(texts.trim_text(text, 20000, "en"), file=out)
     print("----- end of message -----\n", file=out)
+    if corrections:
+        print("corrections (the rules overruled):", file=out)
+        for line in corrections:
+            print(f"  {line}", file=out)
+        print(file=out)
     print("audit trail:", file=out)
     for at, actor, action, detail in events:
         print(f"  {at.isoformat(timespec='seconds')}  {actor}  {action}  {json.dumps(detail, ensure_ascii=False)}",
               file=out)
     return EXIT_OK
+
+
+def correction_line(correction: Correction) -> str:
+    """ "2026-11-03T14:21:43+00:00  urgency: normal -> urgent  by ward_coordinator"."""
+    return (f"{correction.at.isoformat(timespec='seconds')}  {correction.field}: {correction.old_value or '-'}"
+            f" -> {correction.new_value}  by {correction.role}")
 
 
 def queue_approve(rt: Runtime, item_id: int, operator: str, out: TextIO | None = None) -> int:

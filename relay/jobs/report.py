@@ -1,8 +1,9 @@
 """`binrelay report`: a month in numbers, per ward and overall, and the monthly email.
 
 Everything is counted from rows that retention keeps (classifications, queue
-decisions, member dates, delivery statuses), so a month whose messages were
-purged still reports. ``--send`` mails the user group a Dutch (or English)
+decisions, coordinators' corrections, member dates, delivery statuses), so a
+month whose messages were purged still reports. The corrections (SPOED,
+CATEGORIE ... in a reply) show operators where the rules are overruled. ``--send`` mails the user group a Dutch (or English)
 report with a PNG chart of the month per ward: each recipient gets a month's
 report once, however often it is asked for and however many processes run the
 monthly job (``storage.workers.claim_job`` per recipient and month).
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.orm import Session
 
@@ -28,10 +29,19 @@ from relay.service.runtime import Runtime
 from storage.limits import address_key
 from storage.models import DeliveryStatus, ItemStatus
 from storage.outbox import enqueue_notice, outcomes_of
-from storage.reports import alert_copy_outcomes, all_members, items_decided, reports_received
+from storage.reports import (
+    alert_copy_outcomes,
+    all_members,
+    corrections_made,
+    items_decided,
+    reports_received,
+)
 from storage.workers import claim_job
 
 ALL = "*"  # the key for the whole network
+CORRECTED_FIELDS = ("urgency", "category")
+CORRECTION_LABELS = {"nl": {"urgency": "urgentie", "category": "categorie"},
+                     "en": {"urgency": "urgency", "category": "category"}}
 
 
 @dataclass
@@ -40,6 +50,8 @@ class WardNumbers:
     outcomes: Counter[str] = field(default_factory=Counter)  # approved | rejected | expired
     decision_minutes: list[float] = field(default_factory=list)
     members: Counter[str] = field(default_factory=Counter)  # joined | left | disabled
+    # Coordinators' corrections: "urgency", "category", and "urgency/normal>urgent", "category/other>fraud".
+    corrections: Counter[str] = field(default_factory=Counter)
 
     def median(self) -> float | None:
         return statistics.median(self.decision_minutes) if self.decision_minutes else None
@@ -79,6 +91,7 @@ def build_report(session: Session, month: str, ward_slugs: list[str]) -> MonthRe
     report = MonthReport(month, {slug: WardNumbers() for slug in [ALL, *ward_slugs]})
     _received(session, report, start, end)
     _decisions(session, report, start, end)
+    _corrections(session, report, start, end)
     _members(session, report, start, end)
     _deliveries(session, report, start, end)
     return report
@@ -103,6 +116,14 @@ def _decisions(session: Session, report: MonthReport, start: datetime, end: date
             numbers.outcomes[status] += 1
             if status != ItemStatus.EXPIRED and decided is not None:
                 numbers.decision_minutes.append((decided - created).total_seconds() / 60)
+
+
+def _corrections(session: Session, report: MonthReport, start: datetime, end: datetime) -> None:
+    for what, old, new, wards in corrections_made(session, start, end):
+        for slug in [ALL, *(wards or [])]:
+            numbers = report.ward(slug)
+            numbers.corrections[what] += 1
+            numbers.corrections[f"{what}/{old or '-'}>{new}"] += 1
 
 
 def _members(session: Session, report: MonthReport, start: datetime, end: datetime) -> None:
@@ -151,28 +172,61 @@ def _ward_lines(numbers: WardNumbers, nl: bool) -> list[str]:
         f"{'afgewezen' if nl else 'rejected'} {outcomes['rejected']}, "
         f"{'verlopen' if nl else 'expired'} {outcomes['expired']}"),
         f"  {'tijd tot besluit (mediaan / p90)' if nl else 'time to decision (median / p90)'}: {timing}",
+        (f"  {'verbeterd door coördinatoren' if nl else 'corrected by coordinators'}: "
+        f"{_correction_counts(numbers.corrections, 'nl' if nl else 'en')}"),
         (f"  {'leden' if nl else 'members'}: +{numbers.members['joined']} "
         f"-{numbers.members['left']} ({'uitgeschakeld' if nl else 'disabled'} {numbers.members['disabled']})"),
     ]
+
+
+def _correction_counts(corrections: Counter[str], language: str) -> str:
+    """ "urgentie 2 (normal → urgent 2), categorie 1 (other → fraud 1)", or "-"."""
+    parts = []
+    for what in CORRECTED_FIELDS:
+        if not corrections[what]:
+            continue
+        changes = sorted(((count, key.split("/", 1)[1]) for key, count in corrections.items()
+                          if key.startswith(f"{what}/")), key=lambda pair: (-pair[0], pair[1]))
+        detail = ", ".join(f"{change.replace('>', ' → ')} {count}" for count, change in changes)
+        parts.append(f"{CORRECTION_LABELS[language][what]} {corrections[what]} ({detail})")
+    return ", ".join(parts) or "-"
 
 
 # ---------------------------------------------------------------- chart and mail
 
 
 def render_chart(rt: Runtime, report: MonthReport, language: str) -> bytes:
-    """Stacked bars per ward: reports received by category, readable at a glance."""
+    """Stacked bars per ward: reports received by category, readable at a glance; below them, when the
+    coordinators corrected the rules this month, the corrections per ward and field."""
     # Deferred: matplotlib takes a second to import, and only the monthly mail draws a chart.
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot  # deferred with matplotlib, above
+    from matplotlib.ticker import MaxNLocator  # deferred with pyplot, above
 
     slugs = [slug for slug in report.wards if slug != ALL]
     names = [(rt.config.ward(s).name if rt.config.ward(s) else s) for s in slugs]  # type: ignore[union-attr]
-    categories = sorted({key.split("/", 1)[1] for n in report.wards.values() for key in n.received if key.startswith("*/")})
-    figure, axes = pyplot.subplots(figsize=(10, 5.5), dpi=100)
-    bottoms = [0] * len(slugs)
+    corrected = any(report.wards[s].corrections for s in slugs)
+    figure, panels = pyplot.subplots(2 if corrected else 1, 1, figsize=(10, 8.5 if corrected else 5.5), dpi=100,
+                                     squeeze=False, gridspec_kw={"height_ratios": [3, 2] if corrected else [1]})
     colours = pyplot.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    _received_panel(rt, report, panels[0][0], slugs, names, colours, language)
+    if corrected:
+        _corrections_panel(report, panels[1][0], slugs, names, colours, language)
+    for row in panels:
+        row[0].yaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot.close(figure)
+    return buffer.getvalue()
+
+
+def _received_panel(rt: Runtime, report: MonthReport, axes: Any, slugs: list[str], names: list[str],
+                    colours: Any, language: str) -> None:
+    categories = sorted({key.split("/", 1)[1] for n in report.wards.values() for key in n.received if key.startswith("*/")})
+    bottoms = [0] * len(slugs)
     for index, category in enumerate(categories):
         values = [report.wards[s].received[f"*/{category}"] for s in slugs]
         axes.bar(names, values, bottom=bottoms, label=rt.classifier.rules.label(category, language)
@@ -182,16 +236,25 @@ def render_chart(rt: Runtime, report: MonthReport, language: str) -> bytes:
     axes.set_title(f"{title} — {report.month}", fontsize=14)
     axes.set_ylabel("aantal" if language == "nl" else "count")
     axes.tick_params(axis="x", labelrotation=30, labelsize=10)
-    from matplotlib.ticker import MaxNLocator  # deferred with pyplot, above
-
-    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     if categories:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    pyplot.close(figure)
-    return buffer.getvalue()
+
+
+def _corrections_panel(report: MonthReport, axes: Any, slugs: list[str], names: list[str], colours: Any,
+                       language: str) -> None:
+    """Side-by-side bars per ward: how often coordinators corrected the urgency and the category."""
+    width = 0.4
+    positions = range(len(slugs))
+    for index, what in enumerate(CORRECTED_FIELDS):
+        values = [report.wards[s].corrections[what] for s in slugs]
+        axes.bar([x + (index - 0.5) * width for x in positions], values, width=width,
+                 label=CORRECTION_LABELS[language][what], color=colours[(2 * index + 6) % len(colours)])
+    axes.set_xticks(list(positions), names)
+    title = "Verbeterd door coördinatoren" if language == "nl" else "Corrected by coordinators"
+    axes.set_title(title, fontsize=12)
+    axes.set_ylabel("aantal" if language == "nl" else "count")
+    axes.tick_params(axis="x", labelrotation=30, labelsize=10)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
 
 
 def report_recipients(rt: Runtime) -> list[str]:
