@@ -6,6 +6,7 @@ the coordinator and the operator can see why and change the rule files.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +19,11 @@ from rules.addresses import Tag, find_tag
 from rules.automatic import auto_reply_reason, loop_reason
 from rules.bounces import detect_bounce
 from rules.commands import CommandReader, first_line
+from rules.context import Context, Scope, not_now
 from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
+from rules.model import Features, TextModel, explain, features, with_category
 from rules.places import Places
 from rules.sender import Assurance, SenderIdentity, identify
 from rules.vocabulary import PARTNERS, Source
@@ -61,19 +64,26 @@ class Classification:
         }
 
 
+# Log-probability per point of a term the operator's rule file added: the operator's word outweighs the model.
+OPERATOR_POINT = 1.0
+
+
 @dataclass
-class _Scores:
+class CategoryScores:
     points: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    operator: dict[str, float] = field(default_factory=dict)  # the part of the points from the operator's terms
 
-    def add(self, category: str, points: float, reason: str) -> None:
+    def add(self, category: str, points: float, reason: str, by_operator: bool = False) -> None:
         self.points[category] = self.points.get(category, 0.0) + points
         self.reasons.setdefault(category, []).append(reason)
+        if by_operator:
+            self.operator[category] = self.operator.get(category, 0.0) + points
 
 
 @dataclass(frozen=True)
 class _CueHit:
-    kind: str  # "urgent" | "calm" | "low"
+    kind: str  # "urgent" | "calm" | "outcome" | "low"
     term: Term
 
 
@@ -87,6 +97,14 @@ class Classifier:
         self.places = Places(directory, rules)
         self.commands = CommandReader(rules)
         self._categories = self._category_matcher()
+        self._neutral: TermMatcher[Term] = TermMatcher()
+        for term in rules.neutral:
+            self._neutral.add(term.text, term.whole_word, term)
+        self._neutral.finish()
+        self._purpose: TermMatcher[Term] = TermMatcher()
+        for term in rules.purpose:
+            self._purpose.add(term.text, term.whole_word, term)
+        self._purpose.finish()
         self._cues = self._cue_matcher()
 
     # -- building -------------------------------------------------------------
@@ -102,6 +120,7 @@ class Classifier:
     def _cue_matcher(self) -> TermMatcher[_CueHit]:
         matcher: TermMatcher[_CueHit] = TermMatcher()
         for kind, terms in (("urgent", self.rules.urgent_cues), ("calm", self.rules.calm_cues),
+                            ("outcome", self.rules.outcome_cues),
                             ("low", self.rules.low_cues)):
             for term in terms:
                 matcher.add(term.text, term.whole_word, _CueHit(kind, term))
@@ -123,9 +142,8 @@ class Classifier:
         text = own_text(mail.text, mail.subject, self.rules.disclaimer_starts)
         # A reply's subject is the earlier message's: it counts less than its new text.
         subject_factor = 1.0 if is_reply_subject(mail.subject) else 2.0
-        category = self._category(subject, text, subject_factor, explanation)
+        category, urgency = self.judge(subject, text, subject_factor, explanation)
         wards = self._wards(subject, text, source, sender, members, explanation)
-        urgency = self._urgency(category, subject, text, explanation)
         return Classification(source, "report", category, wards, urgency, explanation, sender,
                               partner, None, None, token, identity, claimed)
 
@@ -231,24 +249,109 @@ class Classifier:
         return "report", None, None
 
     # -- what about -------------------------------------------------------------
-    def _category(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> str:
-        scores = _Scores()
+    # -- what about and how urgent -----------------------------------------------
+    def judge(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> tuple[str, str]:
+        """(category, urgency): the rules' points, and the trained model's weighing beside them when there is one."""
+        scores = self.category_points(subject, text, subject_factor, explanation)
+        ruled = self._decide_category(scores, explanation)
+        model = self.rules.model
+        if model is None:
+            return ruled, self.rule_urgency(ruled, subject, text, explanation)
+        counts = features(subject, text, self.rules.context, subject_factor, self.rules.removed_words)
+        category = self._blend_category(model, counts, scores, ruled, explanation)
+        ruled_urgency = self.rule_urgency(category, subject, text, explanation)
+        if self.rules.urgency_defaults.get(category) == "low":
+            return category, ruled_urgency  # low by definition (information): the rules' reading stands
+        return category, self._blend_urgency(model, with_category(counts, category), ruled_urgency, explanation)
+
+    def _blend_category(self, model: TextModel, counts: Features, scores: CategoryScores, ruled: str,
+                        explanation: list[str]) -> str:
+        """The model's log-probability plus the rules' points, weighed as training found best."""
+        probabilities = model.category.probabilities(counts)
+        per_point = model.blend.get("category_points", 0.0)
+        cap = model.blend.get("points_cap", 20.0)
+
+        def combined(label: str) -> float:
+            points = min(max(scores.points.get(label, 0.0), 0.0), cap)
+            operator = OPERATOR_POINT * scores.operator.get(label, 0.0)
+            return math.log(max(probabilities.get(label, 0.0), 1e-9)) + per_point * points + operator
+
+        best = max(model.category.labels, key=combined)
+        evidence = model.category.evidence(counts, best)
+        line = explain("category", best, probabilities[best], evidence)
+        sure = model.blend.get("category_sure", 0.0)
+        if ruled == "other" and best != ruled and probabilities[best] < sure and not scores.operator:
+            explanation.append(f"{line}; not sure enough (below {sure:.0%}) where the rules found nothing: other")
+            return "other"
+        agree = "the rules agree" if best == ruled else f"the rules said {ruled}"
+        explanation.append(f"{line}; {agree}")
+        return best
+
+    def _blend_urgency(self, model: TextModel, counts: Features, ruled: str, explanation: list[str]) -> str:
+        probabilities = model.urgency.probabilities(counts)
+        bonus = model.blend.get("urgency_rules", 0.0)
+
+        def combined(label: str) -> float:
+            return math.log(max(probabilities.get(label, 0.0), 1e-9)) + (bonus if label == ruled else 0.0)
+
+        best = max(model.urgency.labels, key=combined)
+        evidence = model.urgency.evidence(counts, best)
+        agree = "the rules agree" if best == ruled else f"the rules said {ruled}"
+        explanation.append(f"{explain('urgency', best, probabilities[best], evidence)}; {agree}")
+        return best
+
+    def category_points(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> CategoryScores:
+        """Each category's points from its terms, without negated terms and police routine."""
+        scores = CategoryScores()
+        negated: list[str] = []
+        routine: list[str] = []
         for zone, factor, original in (("subject", subject_factor, subject), ("body", 1.0, text)):
             folded = fold(original)
+            context = Context(folded, self.rules.context)
+            neutral = [(hit.start, hit.end) for hit in self._neutral.find(folded)]
             seen: set[tuple[str, str]] = set()
             for hit in _longest_per_category(list(self._categories.find(folded))):
                 category, term, against = hit.payload
                 if (category, term.text) in seen:
                     continue
+                inside = next(((a, b) for a, b in neutral if a <= hit.start and hit.end <= b), None)
+                if inside is not None:
+                    routine.append(f"'{folded[inside[0]:inside[1]]}'")
+                    continue
                 word = word_around(folded, hit.start, hit.end)
                 if any(blocked in word for blocked in self.rules.categories[category].not_in):
                     continue
+                negator = context.negation_before(hit.start) if not against else None
+                if negator is not None:
+                    negated.append(f"'{negator} {folded[hit.start:hit.end]}'")
+                    continue
                 seen.add((category, term.text))
                 points = -term.weight * factor if against else term.weight * factor
-                scores.add(category, points, f"{zone} '{folded[hit.start:hit.end]}' ({points:+g})")
-        return self._decide_category(scores, explanation)
+                scores.add(category, points, f"{zone} '{folded[hit.start:hit.end]}' ({points:+g})",
+                           by_operator=(category, term.text) in self.rules.operator_terms)
+        if negated:
+            explanation.append(f"negated, not counted: {', '.join(dict.fromkeys(negated))}")
+        if routine:
+            explanation.append(f"police routine, not counted: {', '.join(dict.fromkeys(routine))}")
+        self._weigh_purpose(subject, text, scores, explanation)
+        return scores
 
-    def _decide_category(self, scores: _Scores, explanation: list[str]) -> str:
+    def _weigh_purpose(self, subject: str, text: str, scores: CategoryScores, explanation: list[str]) -> None:
+        """A text written to prevent, inform, invite or look back is information, above the incident it names."""
+        in_subject, in_text = self._purpose_words(subject), self._purpose_words(text)
+        if not in_subject and len(in_text) < 2:
+            return
+        topic = max((points for category, points in scores.points.items() if category != "info"), default=0.0)
+        needed = max(topic, self.rules.threshold) + 1 - scores.points.get("info", 0.0)
+        if needed > 0:
+            words = ", ".join(f"'{word}'" for word in sorted(in_subject | in_text)[:3])
+            scores.add("info", needed, f"purpose {words} outranks the topic ({needed:+g})")
+
+    def _purpose_words(self, text: str) -> set[str]:
+        folded = fold(text)
+        return {folded[hit.start:hit.end] for hit in self._purpose.find(folded)}
+
+    def _decide_category(self, scores: CategoryScores, explanation: list[str]) -> str:
         ranked = sorted(
             ((cid, points) for cid, points in scores.points.items() if points >= self._minimum(cid)),
             key=lambda item: (-item[1], self._priority(item[0])),
@@ -300,43 +403,65 @@ class Classifier:
             return members(sender)
         return None
 
-    # -- how urgent ---------------------------------------------------------------
-    def _urgency(self, category: str, subject: str, text: str, explanation: list[str]) -> str:
-        base = self.rules.urgency_defaults.get(category, "normal")
-        urgent_points, calm, low = 0.0, [], []
-        urgent_words: list[str] = []
+    def rule_urgency(self, category: str, subject: str, text: str, explanation: list[str]) -> str:
+        """The rules' urgency: the category's default, revised by cues about now and by how it ended."""
+        cues = _UrgencyCues()
+        out_of_scope: list[str] = []
         for zone_text in (subject, text):
             folded = fold(zone_text)
+            context = Context(folded, self.rules.context)
             for hit in self._cues.find(folded):
                 words = folded[hit.start : hit.end]
+                if context.negation_before(hit.start) is not None:
+                    continue  # "nog steeds niet gevonden" is not found, "niet meer gaande" not going on
                 if hit.payload.kind == "urgent":
-                    urgent_points += hit.payload.term.weight
-                    urgent_words.append(words)
-                elif hit.payload.kind == "calm":
-                    calm.append(words)
-                else:
-                    low.append(words)
-        return self._decide_urgency(base, category, urgent_points, urgent_words, calm, low, explanation)
+                    scope = not_now(context.scopes_at(hit.start))
+                    if scope is not None:
+                        out_of_scope.append(f"'{words}' ({NOT_NOW_REASONS[scope]})")
+                        continue
+                    cues.points += hit.payload.term.weight
+                cues.words[hit.payload.kind].append(words)
+        if out_of_scope:
+            explanation.append(f"urgency cues not about now: {', '.join(dict.fromkeys(out_of_scope))}")
+        return self._decide_urgency(self.rules.urgency_defaults.get(category, "normal"), category, cues,
+                                    explanation)
 
-    def _decide_urgency(self, base: str, category: str, points: float, urgent: list[str],
-                        calm: list[str], low: list[str], explanation: list[str]) -> str:
+    def _decide_urgency(self, base: str, category: str, cues: _UrgencyCues, explanation: list[str]) -> str:
         threshold = self.rules.urgent_threshold
+        now = cues.points >= threshold
+        low, outcome = cues.words["low"], cues.words["outcome"]
+        # Time words calm a fire told afterwards, never a missing person ("laatst gezien gisteravond").
+        calm = [] if category == "missing_person" else cues.words["calm"]
         announcement = len(set(low)) >= 2 and category not in ("missing_person", "fire")
-        if base == "low" or (points < threshold and (announcement or (category in ("other", "info") and low))):
+        if base == "low" or (not now and (announcement or (category in ("other", "info") and low))):
             explanation.append(f"urgency low: category {category}" + (f", '{low[0]}'" if low else ""))
             return "low"
+        if outcome and not now:
+            explanation.append(f"urgency normal: {category}, it ended: '{outcome[0]}'")
+            return "normal"
         if base == "urgent":
-            if calm and points < threshold:
+            if calm and not now:
                 explanation.append(f"urgency normal: {category}, but '{calm[0]}'")
                 return "normal"
             explanation.append(f"urgency urgent: category {category}")
             return "urgent"
-        if points >= threshold and len(calm) < 2:
-            cues = "', '".join(dict.fromkeys(urgent))
-            explanation.append(f"urgency urgent: '{cues}' ({points:g} points)")
+        if now and len(calm) < 2:
+            shown = "', '".join(dict.fromkeys(cues.words["urgent"]))
+            explanation.append(f"urgency urgent: '{shown}' ({cues.points:g} points)")
             return "urgent"
         explanation.append("urgency normal: something that happened")
         return "normal"
+
+
+@dataclass
+class _UrgencyCues:
+    points: float = 0.0  # urgent cues about now
+    words: dict[str, list[str]] = field(
+        default_factory=lambda: {"urgent": [], "calm": [], "outcome": [], "low": []})
+
+
+NOT_NOW_REASONS = {Scope.QUOTED: "quoted", Scope.CONDITIONAL: "advice for if it happens",
+                   Scope.INSTRUCTION: "advice", Scope.PAST: "told afterwards"}
 
 
 def _longest_per_category(hits: list[Hit[tuple[str, Term, bool]]]) -> list[Hit[tuple[str, Term, bool]]]:

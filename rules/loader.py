@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mail.text import fold
+from rules.context import Vocabulary
+from rules.model import MODEL_FILE, TextModel
 from rules.vocabulary import CATEGORIES
 
 DEFAULTS = Path(__file__).with_name("defaults")
@@ -27,18 +29,22 @@ MEMBER_COMMANDS = ("subscribe", "unsubscribe", "help", "urgent_only", "categorie
 _LIST, _TABLE = "list", "table"
 SCHEMA: dict[str, Any] = {
     "threshold": None, "priority": _LIST, "urgent_threshold": None, "city_wide": _LIST, "city_names": _LIST,
-    "ambiguous": _LIST, "disclaimer_starts": _LIST,
+    "ambiguous": _LIST, "disclaimer_starts": _LIST, "neutral": _LIST, "purpose": _LIST,
     "category": {"*": {"label_nl": None, "label_en": None, "names_nl": _LIST, "names_en": _LIST,
                        "strong": _LIST, "terms": _LIST, "behaviour": _LIST, "weak": _LIST, "against": _LIST,
                        "not_in": _LIST, "min_points": None}},
     "category_default": {"*": None},
-    "cues": {"urgent": _LIST, "strong": _LIST, "calm": _LIST, "low": _LIST},
+    "cues": {"urgent": _LIST, "strong": _LIST, "calm": _LIST, "outcome": _LIST, "low": _LIST},
     "member_commands": {"*": {"nl": _LIST, "en": _LIST, "any": _LIST, "alone": None}},
     "resolved": {"words": _LIST},
     "auto_reply": {"subjects": _LIST},
     "street_abbreviations": {"*": _LIST},
     "safeguards": {"appearance": {"nl": _LIST, "en": _LIST}, "appearance_advice": {"nl": None, "en": None},
                    "services": {"prefixes": _LIST}},
+    "context": {"negators": _LIST, "negation_window": None, "negation_bridges": _LIST, "now": _LIST, "past": _LIST,
+                "conditional_starts": _LIST, "instruction_starts": _LIST, "instruction_phrases": _LIST,
+                "quote_introducers": _LIST},
+    "model": {"enabled": None},
 }
 
 
@@ -87,8 +93,14 @@ class RuleSet:
     priority: list[str]
     urgency_defaults: dict[str, str]
     urgent_threshold: float
+    # Police routine that names no kind of incident ("getuigen gezocht", "de verdachte").
+    neutral: list[Term]
+    # Words of purpose (prevention, information, invitation, looking back) that make a text information.
+    purpose: list[Term]
     urgent_cues: list[Term]
     calm_cues: list[Term]
+    # How it ended ("gevonden", "onder controle"): an urgent category is urgent no more.
+    outcome_cues: list[Term]
     low_cues: list[Term]
     member_commands: dict[str, CommandWords]
     resolved_words: list[str]
@@ -98,6 +110,14 @@ class RuleSet:
     ambiguous_places: set[str]
     street_abbreviations: dict[str, list[str]]
     disclaimer_starts: list[str]
+    # rules.context's words: scopes of sentences, negation.
+    context: Vocabulary
+    # The trained text model weighed beside the rules (rules.model); None: the rules alone.
+    model: TextModel | None = None
+    # What the operator's rule file changed: (category, term) it added, and terms it removed. The
+    # engine lets the operator's words outweigh the model and hides removed words from it.
+    operator_terms: frozenset[tuple[str, str]] = frozenset()
+    removed_words: frozenset[str] = frozenset()
     # rules.safeguards' patterns and advice, as the rule files give them.
     safeguards: dict[str, Any] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
@@ -128,6 +148,7 @@ def load_rules(extra_path: Path | str | None = None) -> RuleSet:
         new = _read(path)
         _check_schema(new, SCHEMA, path)
         _merge_default(data, new, path)
+    shipped = _category_words(data)
     if extra_path is not None:
         extra = Path(extra_path)
         new = _read(extra)
@@ -137,7 +158,16 @@ def load_rules(extra_path: Path | str | None = None) -> RuleSet:
     where = files[-1] if extra_path is not None else DEFAULTS
     ruleset = _build(data, where)
     ruleset.files = files
+    changed = _category_words(data)
+    ruleset.operator_terms = frozenset(changed - shipped)
+    ruleset.removed_words = frozenset(text for _category, text in shipped - changed)
     return ruleset
+
+
+def _category_words(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """(category, folded term) of every category term: to tell the operator's changes from the shipped rules."""
+    return {(cid, _fold_term(word)) for cid, table in data.get("category", {}).items() if isinstance(table, dict)
+            for key in (*WEIGHTS, "against") for word in table.get(key, []) if isinstance(word, str)}
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -223,8 +253,11 @@ def _build(data: dict[str, Any], where: Path) -> RuleSet:
         priority=priority,
         urgency_defaults=_urgency_defaults(data.get("category_default", {}), where),
         urgent_threshold=_number(data, "urgent_threshold", where),
+        neutral=_terms(_strings(data, "neutral", where), 0.0, "neutral", where),
+        purpose=_terms(_strings(data, "purpose", where), 0.0, "purpose", where),
         urgent_cues=_urgent_terms(cues, where),
         calm_cues=_terms(_strings(cues, "calm", where, "cues.calm"), 1.0, "cues.calm", where),
+        outcome_cues=_terms(_strings(cues, "outcome", where, "cues.outcome"), 1.0, "cues.outcome", where),
         low_cues=_terms(_strings(cues, "low", where, "cues.low"), 1.0, "cues.low", where),
         member_commands=_member_commands(data.get("member_commands", {}), where),
         resolved_words=[_fold_term(w) for w in _strings(data.get("resolved", {}), "words", where, "resolved.words")],
@@ -239,7 +272,44 @@ def _build(data: dict[str, Any], where: Path) -> RuleSet:
             for suffix in data.get("street_abbreviations", {})
         },
         disclaimer_starts=_strings(data, "disclaimer_starts", where),
+        context=_context(data.get("context", {}), where),
+        model=_model(data.get("model", {}), where),
         safeguards=data.get("safeguards", {}),
+    )
+
+
+def _model(table: dict[str, Any], where: Path) -> TextModel | None:
+    """The trained text model beside the rules, unless a rule file says ``[model] enabled = false``."""
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RuleFileError(where, "model.enabled", f"must be true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    try:
+        return TextModel.load(MODEL_FILE)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RuleFileError(MODEL_FILE, "(model)", f"cannot read the trained model: {error}") from None
+
+
+def _context(table: dict[str, Any], where: Path) -> Vocabulary:
+    def words(key: str) -> list[str]:
+        return [" ".join(fold(w).split()) for w in _strings(table, key, where, f"context.{key}")]
+
+    past = words("past")
+    window = table.get("negation_window", 3)
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= 10:
+        raise RuleFileError(where, "context.negation_window", f"must be a whole number from 0 to 10, got {window!r}")
+    return Vocabulary(
+        negators=frozenset(words("negators")),
+        negation_window=window,
+        negation_bridges=frozenset(words("negation_bridges")),
+        now=tuple(words("now")),
+        past_words=frozenset(w for w in past if " " not in w),
+        past_phrases=tuple(w for w in past if " " in w),
+        conditional_starts=tuple(words("conditional_starts")),
+        instruction_starts=tuple(words("instruction_starts")),
+        instruction_phrases=tuple(words("instruction_phrases")),
+        quote_introducers=tuple(words("quote_introducers")),
     )
 
 

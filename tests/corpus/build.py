@@ -290,7 +290,13 @@ def header_value(value: str, charset: str) -> str:
 
 
 def address_header(value: str, charset: str) -> str:
-    name, addr = parseaddr(value)
+    # "Wijkmanager De Muntel, Vliert en Orthen <x@y>": the name is all before the last "<" (as a client
+    # reads what its user typed); parseaddr would split it at the comma.
+    bracket = value.rfind("<")
+    if bracket > 0 and value.rstrip().endswith(">"):
+        name, addr = value[:bracket].strip().strip('"'), value[bracket + 1:].strip().rstrip(">")
+    else:
+        name, addr = parseaddr(value)
     if not name:
         return addr
     if name.isascii():

@@ -1,0 +1,160 @@
+"""A small linear text model beside the rules: words, word pairs and letter groups, weighed.
+
+The rules say why in words a person can change; the model generalises from
+labelled real messages (``bench/train_model.py`` trains it on the tuning part
+of the real-text corpus and the invented corpus, with scikit-learn, and writes
+``defaults/model.json``). Here it is only read and applied, in plain Python:
+TF-IDF features (sublinear counts, l2-normalised) times a logistic
+regression's weights, one model per question (category, urgency). Its
+strongest features for the answer are its explanation.
+
+Features are the text's words and neighbouring word pairs, and the letter
+groups (3 to 5) inside each word, so Dutch compounds ("hennepkwekerij",
+"omleidingsborden") share features with their parts. A word the text negates
+("niet ingebroken") becomes its own feature, "niet_ingebroken"; a word in a
+sentence of advice, a conditional, a quote or the past carries that scope
+("advies:112"), so "bel 112" as advice and "bel nu 112" differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from mail.text import fold
+from rules.context import Context, Scope, Vocabulary, not_now
+
+MODEL_FILE = Path(__file__).with_name("defaults") / "model.json"
+_TOKEN = re.compile(r"[^\W_]{2,}")
+LETTER_GROUPS = (3, 5)  # shortest and longest letter group
+_SCOPE_MARK = {Scope.QUOTED: "quote", Scope.CONDITIONAL: "if", Scope.INSTRUCTION: "advice", Scope.PAST: "past"}
+
+
+Features = dict[str, float]  # feature -> how often (the subject's count as much as the rules say)
+
+
+def features(subject: str, text: str, vocabulary: Vocabulary, subject_weight: float = 2.0,
+             ignored: frozenset[str] = frozenset()) -> Features:
+    """The model's features of one message (the subject counts as much as for the rules); a word
+    holding one of ``ignored`` (the terms an operator removed from the rules) is not seen."""
+    found: Features = {}
+    for zone, weight in ((subject, subject_weight), (text, 1.0)):
+        folded = fold(zone)
+        for feature in _zone_features(folded, Context(folded, vocabulary), ignored):
+            found[feature] = found.get(feature, 0.0) + weight
+    return found
+
+
+def with_category(counts: Features, category: str) -> Features:
+    """The urgency model's features: the text's, and the category it was given."""
+    return {**counts, f"category={category}": 1.0}
+
+
+def _zone_features(folded: str, context: Context, ignored: frozenset[str]) -> list[str]:
+    tokens = []
+    for match in _TOKEN.finditer(folded):
+        word = match.group()
+        if ignored and any(stem in word for stem in ignored):
+            continue
+        negator = context.negation_before(match.start())
+        tokens.append(f"{negator}_{word}" if negator else word)
+        scopes = context.scopes_at(match.start())
+        mark = _scope_mark(scopes)
+        if mark is not None:
+            tokens_scope = f"{mark}:{word}"
+            tokens.append(tokens_scope)
+    words = [t for t in tokens if ":" not in t]
+    found = list(tokens)
+    found.extend(f"{a} {b}" for a, b in pairwise(words))
+    for word in words:
+        if "_" not in word:
+            found.extend(_letter_groups(word))
+    return found
+
+
+def _scope_mark(scopes: frozenset[Scope]) -> str | None:
+    scope = not_now(scopes)
+    if scope is not None:
+        return _SCOPE_MARK[scope]
+    return "now" if Scope.NOW in scopes else None
+
+
+def _letter_groups(word: str) -> list[str]:
+    padded = f"<{word}>"
+    shortest, longest = LETTER_GROUPS
+    return [f"#{padded[i:i + n]}" for n in range(shortest, longest + 1) for i in range(len(padded) - n + 1)]
+
+
+def explain(question: str, label: str, probability: float, evidence: list[tuple[str, float]]) -> str:
+    """ "model: category burglary (87%): 'ingebroken' +0.41, 'inbraak' +0.33"."""
+    shown = ", ".join(f"'{name}' {weight:+.2f}" for name, weight in evidence) or "no strong feature"
+    return f"model: {question} {label} ({probability:.0%}): {shown}"
+
+
+class LinearModel:
+    """One question's model: a vocabulary with IDF weights, and per feature its weight per label."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.labels: list[str] = list(data["labels"])
+        self.intercepts: list[float] = [float(x) for x in data["intercepts"]]
+        # feature -> (idf, {label index: weight})
+        self.features: dict[str, tuple[float, dict[int, float]]] = {
+            name: (float(idf), {int(k): float(w) for k, w in weights.items()})
+            for name, (idf, weights) in data["features"].items()
+        }
+
+    def probabilities(self, counts: Features) -> dict[str, float]:
+        scores = self._scores(self._vector(counts))
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        return {label: e / total for label, e in zip(self.labels, exps, strict=True)}
+
+    def evidence(self, counts: Features, label: str, shown: int = 4) -> list[tuple[str, float]]:
+        """The features that pushed most towards ``label``, strongest first; readable ones before letter groups."""
+        index = self.labels.index(label)
+        pushes = sorted(((name, value * self.features[name][1].get(index, 0.0))
+                         for name, value in self._vector(counts).items()), key=lambda item: -item[1])
+        positive = [item for item in pushes if item[1] > 0]
+        readable = [item for item in positive if not item[0].startswith("#")]
+        return (readable or positive)[:shown]
+
+    def _vector(self, counts: Features) -> dict[str, float]:
+        """Sublinear TF times IDF, l2-normalised, over the features the model knows."""
+        vector = {name: (1.0 + math.log(count)) * self.features[name][0]
+                  for name, count in counts.items() if name in self.features}
+        norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
+        return {name: v / norm for name, v in vector.items()}
+
+    def _scores(self, vector: dict[str, float]) -> list[float]:
+        scores = list(self.intercepts)
+        for name, value in vector.items():
+            for index, weight in self.features[name][1].items():
+                scores[index] += value * weight
+        return scores
+
+
+@dataclass(frozen=True)
+class TextModel:
+    category: LinearModel
+    urgency: LinearModel
+    # How much the rules count beside the model's log-probabilities (see rules.engine):
+    # "category_points" per rule point, "urgency_rules" for the rules' urgency.
+    blend: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> TextModel:
+        """Read once per file version: every rule set loaded afterwards shares it (it is only read)."""
+        return _load(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, _version: int) -> TextModel:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return TextModel(LinearModel(data["category"]), LinearModel(data["urgency"]), dict(data.get("blend", {})))
