@@ -111,3 +111,22 @@ def test_a_database_that_refuses_writes_exits_1_and_loses_nothing(
         assert code == 0 and "stored 1, routed 1" in out
     finally:
         stack.stop()
+
+
+def test_an_unreachable_smtp_server_is_named_and_said_once_a_pass(
+        tmp_path: Path, dovecot_server: PrivateDovecot, clock: FrozenClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    stack = make_stack(tmp_path, dovecot_server, clock)  # two SMTP connections
+    try:
+        for n in range(3):
+            stack.mail_in(compose(sender=MAASPOORT[0], subject=f"Inbraak {n}",
+                                  body=f"Ingebroken aan de Marathonloop {n}, de achterdeur is opengebroken."))
+        port = stack.sink.port
+        stack.sink.stop()
+        code = main(["--config", str(stack.config_path), "run", "--once"])
+        _out, err = capsys.readouterr()
+        assert code == 1
+        assert f"binrelay run --once: SMTP server unreachable: 127.0.0.1:{port}: " in err
+        assert err.count("SMTP server unreachable (") == 1  # the log line: once, not once per connection
+    finally:
+        stack.stop()

@@ -313,9 +313,12 @@ def _sender(state: _Pass, pool: SmtpPool, todo: deque[_Job], outcomes: queue.Sim
         outcomes.put(_Outcome(job, result))
         if result.unreachable:
             # No use trying every other row against a server that is down:
-            # stop the pass; the rest is released and tried next time.
-            log.warning("SMTP server unreachable (%s); delivery pass stopped", result.detail)
-            state.stats.unreachable = result.detail or "no answer"
+            # stop the pass; the rest is released and tried next time. Said once a pass, by the first.
+            with state.lock:
+                first = state.stats.unreachable is None
+                state.stats.unreachable = state.stats.unreachable or result.detail or "no answer"
+            if first:
+                log.warning("SMTP server unreachable (%s); delivery pass stopped", result.detail)
 
 
 def _drop_expired(state: _Pass, job: _Job) -> None:

@@ -177,7 +177,10 @@ class SmtpPool:
                 try:
                     client = open_smtp(self._cfg)
                 except Exception as error:  # noqa: BLE001 - classified, flagged as unreachable
-                    return replace(classify_error(error), unreachable=True)
+                    failed = classify_error(error)
+                    # "gaierror: Name or service not known" says nothing of which name: say it.
+                    return replace(failed, unreachable=True,
+                                   detail=f"{self._cfg.host}:{self._cfg.port}: {failed.detail}")
                 with self._lock:
                     self.connects += 1
             transfer(client, sender, recipient, raw)
