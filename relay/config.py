@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,8 +34,13 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    # Unknown keys are refused: a typo must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are refused: a typo must not silently fall back to a default. Types are strict:
+    # port = "993" or ssl = "yes" is a mistake to name, not a value to guess at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# A path is written as a string in TOML: the one conversion strict types allow.
+PathValue = Annotated[Path, Field(strict=False)]
 
 
 def _lower_addresses(values: list[str]) -> list[str]:
@@ -52,7 +57,13 @@ class SecretSource(_Section):
     """A password read from an environment variable or a file, never inline."""
 
     password_env: str | None = None
-    password_file: Path | None = None
+    password_file: PathValue | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file: give one (which would win is not obvious)")
+        return self
 
     def password(self) -> str | None:
         """The secret, read now (so a rotated file is picked up on reload)."""
@@ -98,8 +109,28 @@ class NetworkConfig(_Section):
         return self.address.rsplit("@", 1)[0]
 
 
-class ImapConfig(SecretSource):
+class _TlsEndpoint(SecretSource):
+    """A server reached with implicit TLS, STARTTLS or (loopback only) plain."""
+
     host: str
+    port: int
+    ssl: bool
+    starttls: bool
+    # Extra CA certificates to trust (a private server's own certificate).
+    cafile: PathValue | None = None
+
+    @model_validator(mode="after")
+    def _tls_mode(self) -> _TlsEndpoint:
+        if self.ssl and self.starttls:
+            raise ValueError(f"ssl and starttls: choose one (ssl for port {self.implicit_tls_port}, "
+                             f"starttls for {self.starttls_port})")
+        return self
+
+    implicit_tls_port: ClassVar[int] = 993
+    starttls_port: ClassVar[int] = 143
+
+
+class ImapConfig(_TlsEndpoint):
     port: int = 993
     ssl: bool = True
     starttls: bool = False
@@ -114,28 +145,31 @@ class ImapConfig(SecretSource):
     fetch_batch: int = Field(default=200, ge=1)
 
 
-class SmtpConfig(SecretSource):
-    host: str
+class SmtpConfig(_TlsEndpoint):
     port: int = 587
     ssl: bool = False
     starttls: bool = True
     username: str | None = None
     connections: int = Field(default=4, ge=1, le=64)
     timeout_seconds: float = Field(default=60.0, gt=0)
-    # Extra CA certificates to trust (a private relay's own certificate).
-    cafile: Path | None = None
 
-    @model_validator(mode="after")
-    def _tls_mode(self) -> SmtpConfig:
-        if self.ssl and self.starttls:
-            raise ValueError("ssl and starttls: choose one (ssl for port 465, starttls for 587)")
-        return self
+    implicit_tls_port: ClassVar[int] = 465
+    starttls_port: ClassVar[int] = 587
 
 
 class MaildirConfig(_Section):
-    path: Path
-    # Where processed messages go; relative names are siblings of ``path``.
-    processed: Path | None = None
+    path: PathValue
+    # Where processed messages go; relative names are siblings of ``path``. Without it they go to the
+    # Maildir++ folder ``.Verwerkt`` inside ``path``: stored mail is never deleted unless asked.
+    processed: PathValue | None = None
+    # Delete each message once stored instead (the database keeps it until retention purges it).
+    delete_processed: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_out(self) -> MaildirConfig:
+        if self.delete_processed and self.processed is not None:
+            raise ValueError("processed and delete_processed: choose one (move the mail there, or delete it)")
+        return self
 
 
 class DatabaseConfig(_Section):
@@ -219,7 +253,7 @@ class ApprovalConfig(_Section):
     # The key for approval tokens' HMAC; read from this environment variable
     # or file. Without one, tokens are random (secrets) and stored hashed.
     token_key_env: str | None = "BINRELAY_TOKEN_KEY"
-    token_key_file: Path | None = None
+    token_key_file: PathValue | None = None
     # Without a configured key, create one in a 0600 file next to the SQLite
     # database (or in the state directory), so reminders repeat the same token.
     token_key_auto: bool = True
@@ -294,7 +328,14 @@ class SecurityConfig(_Section):
 
 class RulesConfig(_Section):
     # An operator's own rule file; extends or overrides the shipped defaults.
-    path: Path | None = None
+    path: PathValue | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist or is not a file")
+        return value
 
 
 class RetentionConfig(_Section):
@@ -304,7 +345,14 @@ class RetentionConfig(_Section):
 
 class TemplatesConfig(_Section):
     # A folder with templates that override the shipped ones (same names).
-    directory: Path | None = None
+    directory: PathValue | None = None
+
+    @field_validator("directory")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} does not exist or is not a folder")
+        return value
 
 
 class AdviceConfig(_Section):
@@ -471,7 +519,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         text = file.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(file, "(file)", "no such file") from None
+        raise ConfigError(file, "(file)", "no such file (name another with --config FILE or BINRELAY_CONFIG; "
+                          "config.example.toml shows every key)") from None
     except OSError as exc:
         raise ConfigError(file, "(file)", f"cannot read: {exc.strerror}") from None
     try:

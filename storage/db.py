@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, inspect, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -112,6 +115,46 @@ def migrate(engine: Engine) -> None:
             raise RuntimeError(f"migration left rows with dangling foreign keys: {broken[:5]}")
     finally:
         migration_engine.dispose()
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database stands, found without creating or changing anything."""
+
+    exists: bool
+    revision: str | None  # None: no binrelay tables yet
+    head: str
+
+    @property
+    def current(self) -> bool:
+        return self.exists and self.revision == self.head
+
+    def describe(self) -> str:
+        if not self.exists:
+            return "no database yet"
+        if self.revision is None:
+            return "no binrelay tables yet"
+        if self.revision != self.head:
+            return f"schema at revision {self.revision}, this binrelay needs {self.head}"
+        return f"schema current (revision {self.head})"
+
+
+def schema_state(url: str) -> SchemaState:
+    """The database's schema revision, read only: a SQLite file that is not there is not created."""
+    scripts = AlembicConfig()
+    scripts.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(scripts).get_current_head() or ""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+            and not parsed.database.startswith("file:") and not Path(parsed.database).exists():
+        return SchemaState(False, None, head)
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    return SchemaState(True, revision, head)
 
 
 def _sqlite_foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:

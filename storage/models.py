@@ -334,6 +334,17 @@ class MailboxState(Base):
     updated_at: Mapped[datetime]
 
 
+class SourceHealth(Base):
+    """How a mailbox source's last passes went, for ``binrelay status``: named by its label, never an address."""
+
+    __tablename__ = "source_health"
+
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)  # "imap host:993/INBOX"
+    checked_at: Mapped[datetime | None]  # the last pass that could read the mailbox
+    failed_at: Mapped[datetime | None]  # the last pass that could not (None once one succeeds again)
+    error: Mapped[str | None] = mapped_column(String(500))
+
+
 class AuditEvent(Base):
     """Who did what: decisions, refusals, membership changes, operator actions."""
 

@@ -72,6 +72,8 @@ NOT_PERSONAL = frozenset({
     "audit_events.action", "rate_windows.bucket", "rate_windows.key",
     "corrections.field", "corrections.old_value", "corrections.new_value", "corrections.role", "corrections.wards",
     "workers.id", "workers.host", "job_runs.job", "job_runs.period", "job_runs.worker",
+    # A source's label and its server's error: at most the shared mailbox's own login, never a member's.
+    "source_health.source", "source_health.error",
 })
 TEXT_TYPES = (String, Text, JSON)
 

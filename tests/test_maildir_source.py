@@ -67,13 +67,30 @@ def test_500_files_are_stored_once_and_moved(tmp_path: Path, sessions: sessionma
     assert source.run_once() == 0
 
 
-def test_without_processed_folder_files_are_deleted(tmp_path: Path, sessions: sessionmaker[Session], clock: FrozenClock) -> None:
+def test_without_processed_folder_files_are_kept_in_verwerkt(tmp_path: Path, sessions: sessionmaker[Session],
+                                                             clock: FrozenClock) -> None:
     inbox = make_maildir(tmp_path / "inbox")
     drop(inbox, varied_messages(5, seed=22))
     source = make_source(MaildirConfig(path=inbox), sessions, clock)
     assert source.run_once() == 5
     assert files(inbox) == []
+    assert len(list((inbox / ".Verwerkt" / "cur").iterdir())) == 5  # nothing deleted unless asked
     assert len(stored_raws(sessions)) == 5
+
+
+def test_delete_processed_deletes_once_stored(tmp_path: Path, sessions: sessionmaker[Session],
+                                              clock: FrozenClock) -> None:
+    inbox = make_maildir(tmp_path / "inbox")
+    drop(inbox, varied_messages(5, seed=27))
+    source = make_source(MaildirConfig(path=inbox, delete_processed=True), sessions, clock)
+    assert source.run_once() == 5
+    assert files(inbox) == [] and not (inbox / ".Verwerkt").exists()
+    assert len(stored_raws(sessions)) == 5
+
+
+def test_processed_and_delete_processed_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        MaildirConfig(path=tmp_path, processed=tmp_path / "done", delete_processed=True)
 
 
 def test_crash_between_commit_and_move_stores_nothing_twice(

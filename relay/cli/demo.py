@@ -12,12 +12,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
 from relay.devservers.dovecot import DovecotUnavailable
 from relay.devservers.stack import LoopbackStack, compose, parse, reply
+from relay.service.logsetup import log_to_file
 from storage.messages import classified_messages
 
 COORDINATOR = "anna@coordinatoren.nl"
@@ -39,13 +41,24 @@ RESIDENT_REPORT = (
 )
 
 
+# Marks a folder as a demo's, so ``--keep DIR`` may clear it for the next run.
+MARKER = ".binrelay-demo"
+
+
+class DemoFolderInUse(Exception):
+    """``--keep DIR`` names a folder with other files in it: the demo will not clear it."""
+
+
 def run_demo(keep: Path | None, out: TextIO) -> int:
-    """The narrated demo; with ``keep`` its configuration and database stay in that folder."""
+    """The narrated demo; with ``keep`` its configuration, database and log stay in that folder
+    (a folder an earlier demo kept is cleared first, so the demo can run again)."""
     started = time.monotonic()
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-    workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="binrelay-demo-"))
+    workdir = _fresh_folder(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="binrelay-demo-"))
+    log_file = workdir / "binrelay.log"
+    log_to_file(log_file)
     say = _Narrator(out)
+    say.line(f"binrelay's own log lines go to {log_file}." if keep is not None else
+             "binrelay's own log lines go to a file removed at the end (--keep DIR keeps it).")
     try:
         with LoopbackStack(workdir) as stack:
             _play(stack, say)
@@ -53,12 +66,35 @@ def run_demo(keep: Path | None, out: TextIO) -> int:
         out.write(f"binrelay demo needs Dovecot: {error}\n")
         return 1
     finally:
-        if keep is not None:
-            out.write(f"\nThe configuration and database are kept in {workdir} (binrelay.toml, binrelay.db).\n")
-        else:
+        if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    if keep is not None:
+        _look_further(workdir, say)
+    else:
+        say.line("\nRun `binrelay demo --keep DIR` to keep its configuration and database and look further.")
     say.line(f"\nDone in {time.monotonic() - started:.1f} s.")
     return 0
+
+
+def _fresh_folder(keep: Path) -> Path:
+    if keep.exists() and any(keep.iterdir()) and not (keep / MARKER).exists():
+        raise DemoFolderInUse(f"--keep: {keep} holds other files; name an empty or new folder")
+    if keep.exists():
+        shutil.rmtree(keep)
+    keep.mkdir(parents=True)
+    (keep / MARKER).write_text("a folder binrelay demo made; the next demo with --keep clears it\n")
+    return keep
+
+
+def _look_further(workdir: Path, say: _Narrator) -> None:
+    config = workdir / "binrelay.toml"
+    month = datetime.now().astimezone().strftime("%Y-%m")
+    say.step(f"The configuration, database and log are kept in {workdir}. To look further:")
+    for command, what in ((f"binrelay --config {config} status", "what an operator checks first"),
+                          (f"binrelay --config {config} queue show 2", "the resident's report: text, decision, audit"),
+                          (f"binrelay --config {config} members list", "the members"),
+                          (f"binrelay --config {config} report --month {month}", "this month's figures")):
+        say.line(f"  {command}\n      {what}")
 
 
 def _play(stack: LoopbackStack, say: _Narrator) -> None:
@@ -77,7 +113,7 @@ def _play(stack: LoopbackStack, say: _Narrator) -> None:
 
     requests = stack.approval_requests(COORDINATOR)
     say.step(f"The coordinator received {len(requests)} approval requests:")
-    for request in requests:
+    for request in sorted(requests, key=lambda r: str(r["Subject"]).split("] ", 1)[-1]):  # not by the token
         say.line(f"  {request['Subject']}")
         say.line(f"    Reply-To: {request['Reply-To']}")
     if len(requests) < 2:
@@ -111,15 +147,17 @@ def _show_classifications(stack: LoopbackStack, say: _Narrator) -> None:
 
 
 def _show_deliveries(stack: LoopbackStack, say: _Narrator) -> None:
-    sent = stack.sink.messages
+    sent = sorted(((", ".join(recipients), str(parse(raw)["Subject"]).strip()) for _sender, recipients, raw
+                   in stack.sink.messages))
+    width = max((len(to) for to, _subject in sent), default=0)
     say.step(f"binrelay sent {len(sent)} messages, one private message per recipient:")
-    for _sender, recipients, raw in sent:
-        message = parse(raw)
-        say.line(f"  to {', '.join(recipients):28s} {message['Subject']}")
-    members = stack.sent_to(MAASPOORT_MEMBERS[1])
-    if members:
-        say.step(f"What {MAASPOORT_MEMBERS[1]} received first:")
-        say.line(_indent(_text(members[0]), 24))
+    for to, subject in sent:
+        say.line(f"  to {to:{width}}  {subject}")
+    received = sorted(stack.sent_to(MAASPOORT_MEMBERS[1]), key=lambda m: str(m["Subject"]))
+    for message in received:
+        say.step(f"What {MAASPOORT_MEMBERS[1]} received: {message['Subject']}")
+        say.line(_indent(_text(message), 24))
+    say.line("\n(The resident's alert is the coordinator's edited text; her name and address are not in it.)")
 
 
 def _about(requests: list[EmailMessage], word: str) -> EmailMessage:

@@ -18,7 +18,8 @@ from relay.cli import members as members_cli
 from relay.cli import queue as queue_cli
 from relay.cli.checks import run_checks
 from relay.cli.classify import run_classify
-from relay.cli.demo import run_demo
+from relay.cli.demo import DemoFolderInUse, run_demo
+from relay.cli.status import status_command
 from relay.config import Config, ConfigError, default_config_path, load_config
 from relay.jobs.report import report_command
 from relay.service.clock import SystemClock
@@ -26,7 +27,7 @@ from relay.service.daemon import Daemon
 from relay.service.logsetup import LEVELS, configure_logging
 from relay.service.runtime import Runtime, build_runtime
 from rules import RuleFileError
-from storage.db import has_table, make_engine, migrate, session_factory
+from storage.db import has_table, make_engine, migrate, schema_state, session_factory
 from storage.members import member_ward_map
 
 log = logging.getLogger("binrelay.cli")
@@ -47,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create or migrate the database")
     run = commands.add_parser("run", help="the daemon")
     run.add_argument("--once", action="store_true", help="do all pending work and exit")
-    commands.add_parser("check", help="validate configuration and rules, try IMAP and SMTP logins")
+    check = commands.add_parser("check", help="validate configuration and rules, try IMAP and SMTP logins")
+    check.add_argument("--unit", type=Path, metavar="FILE",
+                       help="the systemd unit whose LoadCredential= sources to read (default: the installed "
+                            "binrelay.service)")
 
     classify = commands.add_parser("classify", help="classify messages without storing them")
     classify.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
@@ -74,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--month", metavar="YYYY-MM")
     report.add_argument("--send", action="store_true", help="mail it to the user group with a chart")
 
+    status = commands.add_parser("status", help="what needs attention: mailboxes, queue, deliveries, workers "
+                                               "(exit 1 when something does)")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+
     demo = commands.add_parser("demo", help="a self-contained run of the whole flow on loopback")
     demo.add_argument("--keep", type=Path, help="keep the demo's files in this folder")
     return parser
@@ -92,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"binrelay: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except NoDatabase as exc:
+        print(f"binrelay: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as exc:
@@ -106,10 +117,22 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config or default_config_path())
 
 
-def _runtime(args: argparse.Namespace) -> Runtime:
+class NoDatabase(Exception):
+    """A command that only reads found no current database: it creates nothing (exit 1)."""
+
+
+def _runtime(args: argparse.Namespace, *, writes: bool = True) -> Runtime:
+    """The runtime for a command. One that changes things brings the schema up to date first;
+    one that only reads (``writes=False``) changes nothing on disk and says what is missing."""
     config = _config(args)
+    if not writes:
+        state = schema_state(config.database.url)
+        if not state.current:
+            raise NoDatabase(f"database {_safe_url(config.database.url)}: {state.describe()} "
+                             "(`binrelay init` or the service's first start creates it; this command only reads)")
     engine = make_engine(config.database.url)
-    migrate(engine)
+    if writes:
+        migrate(engine)
     return build_runtime(config, engine, SystemClock())
 
 
@@ -144,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    return run_checks(_config(args), sys.stdout)
+    if args.unit is not None and not args.unit.is_file():
+        raise UsageError(f"--unit: {args.unit} is not a file")
+    return run_checks(_config(args), sys.stdout, args.unit)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -166,7 +191,7 @@ def _member_lookup(config: Config) -> Callable[[str], str | None]:
 
 
 def cmd_members(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, writes=args.action in ("import", "remove", "erase"))
     out, err = sys.stdout, sys.stderr
     if args.action == "import":
         return members_cli.members_import(rt, args.file, out, err)
@@ -178,7 +203,7 @@ def cmd_members(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, writes=args.action in ("approve", "reject"))
     if args.action == "list":
         return queue_cli.queue_list(rt, args.json)
     if args.action == "show":
@@ -191,7 +216,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.month and not _is_month(args.month):
         raise UsageError(f"--month: {args.month!r} is not YYYY-MM")
-    return report_command(_runtime(args), args.month, args.send, sys.stdout, sys.stderr)
+    return report_command(_runtime(args, writes=args.send), args.month, args.send, sys.stdout, sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return status_command(_runtime(args, writes=False), args.json)
 
 
 def _is_month(value: str) -> bool:
@@ -200,7 +229,10 @@ def _is_month(value: str) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(keep=args.keep, out=sys.stdout)
+    try:
+        return run_demo(keep=args.keep, out=sys.stdout)
+    except DemoFolderInUse as error:
+        raise UsageError(str(error)) from None
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -211,6 +243,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "members": cmd_members,
     "queue": cmd_queue,
     "report": cmd_report,
+    "status": cmd_status,
     "demo": cmd_demo,
 }
 

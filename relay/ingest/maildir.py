@@ -2,7 +2,8 @@
 
 Each file in ``new/`` and ``cur/`` is read, committed (``Ingestor.store``), and
 only then renamed into ``cfg.processed`` (a Maildir of its own, created when
-missing) or deleted when no processed folder is configured. The rename is
+missing; by default the Maildir++ folder ``.Verwerkt`` inside the Maildir), or
+deleted when ``cfg.delete_processed`` asks for it. The rename is
 made durable with an fsync of both folders. A crash between commit and move
 leaves the file in place; the next pass stores nothing twice (deduplication
 key) and finishes the move.
@@ -34,8 +35,9 @@ class MaildirSource:
         self.ingestor = ingestor
         self.backoff = backoff or Backoff(base=1.0, cap=60.0)
         self.root = Path(cfg.path)
-        self.processed = _processed_path(self.root, cfg.processed)
+        self.processed = None if cfg.delete_processed else _processed_path(self.root, cfg.processed)
         self.name = f"maildir:{self.root}"
+        self.label = f"maildir {self.root}"
         self._retry_at: float | None = None
         self.last_error: str | None = None
 
@@ -143,9 +145,12 @@ class MaildirSource:
         return tuple(stamps)
 
 
-def _processed_path(root: Path, processed: Path | None) -> Path | None:
+DEFAULT_PROCESSED = ".Verwerkt"  # a Maildir++ subfolder: mail clients show it as "Verwerkt"
+
+
+def _processed_path(root: Path, processed: Path | None) -> Path:
     if processed is None:
-        return None
+        return root / DEFAULT_PROCESSED
     return processed if processed.is_absolute() else root.parent / processed
 
 

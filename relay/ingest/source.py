@@ -11,7 +11,8 @@ from typing import Protocol
 
 
 class MailSource(Protocol):
-    name: str
+    name: str  # the state key (it may hold the login)
+    label: str  # for logs and status: no address
     # Why the last ``run_once`` could not read the mailbox (for ``run --once``'s exit code); None when it could.
     last_error: str | None
 

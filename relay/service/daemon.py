@@ -40,7 +40,8 @@ from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
 from relay.service.tokens import signer_for
 from relay.service.workers import Presence, claim_job
-from storage.db import make_engine, migrate
+from storage.db import make_engine, migrate, transaction
+from storage.status import record_source_pass
 
 log = logging.getLogger("binrelay.daemon")
 
@@ -98,6 +99,7 @@ class Daemon:
             if self.stop_event.is_set():
                 break
             result.stored += source.run_once()
+            self._note_pass(source)
         routed = route_pending(self.runtime, stop=self.stop_event)
         result.routed, result.failed = routed.routed, routed.failed
         return result
@@ -125,13 +127,22 @@ class Daemon:
                 break
         return result
 
-    @staticmethod
-    def _drain(source: MailSource, result: PassResult) -> None:
+    def _drain(self, source: MailSource, result: PassResult) -> None:
         """Everything the source has now (a source reads a flood in several calls)."""
         while (stored := source.run_once()) and source.last_error is None:
             result.stored += stored
+        self._note_pass(source)
         if source.last_error is not None:
             result.problems.append(source.last_error)
+
+    def _note_pass(self, source: MailSource) -> None:
+        """For ``binrelay status``: when the source last read its mailbox, and why it could not since."""
+        assert self.runtime is not None
+        try:
+            with transaction(self.runtime.sessions) as session:
+                record_source_pass(session, source.label, source.last_error, self.clock.now())
+        except Exception:  # the database is down: the pass itself reports that
+            log.debug("could not note the pass of %s", source.label, exc_info=True)
 
     @staticmethod
     def _route(rt: Runtime, result: PassResult) -> None:

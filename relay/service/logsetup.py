@@ -23,3 +23,13 @@ def configure_logging(level: str = "info") -> None:
     # Libraries speak at WARNING unless we debug.
     for noisy in ("apscheduler", "imapclient", "mail.log", "aiosmtpd", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+def log_to_file(path: str | os.PathLike[str], level: str = "info") -> None:
+    """Send every log line to ``path`` instead of stderr (the demo narrates; its log is a file it names)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
