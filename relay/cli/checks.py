@@ -14,6 +14,7 @@ from typing import TextIO
 
 from relay.config import Config
 from relay.delivery.smtp import smtp_connection
+from relay.ingest.folders import choose as choose_folder
 from relay.service.connections import imap_client
 from relay.service.credentials import CredentialPath, resolve
 from relay.service.runtime import make_classifier
@@ -89,9 +90,11 @@ def _imap(config: Config) -> str:
     try:
         capabilities = {c.decode() if isinstance(c, bytes) else c for c in client.capabilities()}
         status = client.select_folder(config.imap.mailbox, readonly=True)
+        folder = choose_folder(client, config.imap.processed_folder)  # read only: check creates nothing
         idle = "IDLE" if "IDLE" in capabilities else "polling (no IDLE)"
         move = "MOVE" if "MOVE" in capabilities else "COPY+EXPUNGE (no MOVE)"
-        return f"IMAP login ok at {config.imap.host}:{config.imap.port}, {status[b'EXISTS']} in {config.imap.mailbox}, {idle}, {move}"
+        return (f"IMAP login ok at {config.imap.host}:{config.imap.port}, {status[b'EXISTS']} in "
+                f"{config.imap.mailbox}, processed folder {folder.name!r} {folder.why}, {idle}, {move}")
     finally:
         client.logout()
 

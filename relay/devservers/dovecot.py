@@ -88,11 +88,14 @@ class PrivateDovecot(PrivateServer):
         *,
         capabilities: Iterable[str] | None = None,
         tls: bool = False,
+        inbox_prefix: str | None = None,
     ) -> None:
         removed = {name.upper() for name in without}
         offered = DEFAULT_CAPABILITIES if capabilities is None else [c.upper() for c in capabilities]
         self.capabilities = [c for c in offered if c not in removed]
         self.tls = tls  # also STARTTLS on ``port`` and implicit TLS on ``tls_port``
+        # "INBOX.": every personal folder under INBOX with "." between, as Courier and Debian's Cyrus have it.
+        self.inbox_prefix = inbox_prefix
         self.port: int | None = None
         self.tls_port: int | None = None
         self.workdir: Path | None = None
@@ -272,6 +275,12 @@ class PrivateDovecot(PrivateServer):
         if os.geteuid() == 0:
             os.chown(self.workdir / "mail", uid, gid)
 
+    def _namespace_settings(self) -> list[str]:
+        if self.inbox_prefix is None:
+            return []
+        separator = self.inbox_prefix[-1] if self.inbox_prefix else "."
+        return [f"namespace inbox {{\n  inbox = yes\n  prefix = {self.inbox_prefix}\n  separator = {separator}\n}}"]
+
     def _config_text(self) -> str:
         assert self.workdir is not None and self.port is not None
         tmp = self.workdir
@@ -295,6 +304,7 @@ class PrivateDovecot(PrivateServer):
             f"  inet_listener imaps {{\n    port = {self.tls_port}\n    ssl = yes\n  }}" if self.tls else "",
             "}",
             f"protocol imap {{\n  imap_capability = {' '.join(self.capabilities)}\n}}",
+            *self._namespace_settings(),
         ]
         if os.geteuid() != 0:
             user = pwd.getpwuid(os.getuid()).pw_name

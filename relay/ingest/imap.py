@@ -26,6 +26,7 @@ from imapclient import DELETED, IMAPClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.config import ImapConfig
+from relay.ingest.folders import ensure as ensure_folder
 from relay.ingest.store import Ingestor
 from relay.service.backoff import Backoff
 from relay.service.clock import Clock
@@ -71,6 +72,7 @@ class ImapSource:
         self._retry_at: float | None = None
         self._stored = 0
         self._backlog = False  # the last pass stopped before the inbox was empty
+        self._processed = cfg.processed_folder  # as this server names it (relay.ingest.folders)
         self.last_error: str | None = None
 
     # -- MailSource -----------------------------------------------------------
@@ -125,8 +127,10 @@ class ImapSource:
         client = imap_client(self.cfg)
         try:
             self._capabilities = frozenset(client.capabilities())
-            if not client.folder_exists(self.cfg.processed_folder):
-                self._create_processed_folder(client)
+            folder = ensure_folder(client, self.cfg.processed_folder)
+            if folder.why == "created":
+                log.info("%s: created folder %s", self.label, folder.name)
+            self._processed = folder.name
             status = client.select_folder(self.cfg.mailbox)
         except BaseException:
             client.shutdown()
@@ -135,14 +139,6 @@ class ImapSource:
         self._recheck_below_last = True
         self._load_state(int(status[b"UIDVALIDITY"]))
         log.info("%s: connected (uidvalidity %s, last uid %s)", self.label, self._uidvalidity, self._last_uid)
-
-    def _create_processed_folder(self, client: IMAPClient) -> None:
-        try:
-            client.create_folder(self.cfg.processed_folder)
-            log.info("%s: created folder %s", self.label, self.cfg.processed_folder)
-        except imaplib.IMAP4.error:
-            if not client.folder_exists(self.cfg.processed_folder):  # lost a race otherwise
-                raise
 
     def _lost(self, reason: str) -> None:
         client, self._client = self._client, None
@@ -257,7 +253,7 @@ class ImapSource:
 
     def _move(self, uids: list[int]) -> None:
         assert self._client is not None
-        folder = self.cfg.processed_folder
+        folder = self._processed
         if b"MOVE" in self._capabilities:
             self._client.move(uids, folder)
             return
@@ -277,8 +273,8 @@ class ImapSource:
         try:
             while not wake.is_set():
                 now = time.monotonic()
-                if now >= deadline:
-                    return
+                if now >= deadline or now - started >= self.cfg.idle_recheck_seconds:
+                    return  # the pass searches the mailbox: a lazy server's news is not waited for
                 if now - started >= self.cfg.idle_renew_seconds:
                     # Renewed well inside the 29 minutes of RFC 2177; news that came
                     # with the DONE is not announced again in the next IDLE.
