@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -131,9 +134,14 @@ def test_queue_list_shows_pending_items_as_json_lines(engine: Engine, clock: Fro
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [row["id"] for row in rows] == [second]
     assert rows[0]["subject"] == "Tweede" and rows[0]["urgency"] == "urgent" and rows[0]["wards"] == ["maaspoort"]
+    # The network's local time with its offset (the frozen clock stands in December: +01:00).
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", rows[0]["created_at"])
+    zone = ZoneInfo(rt.config.delivery.timezone)
+    assert datetime.fromisoformat(rows[0]["created_at"]).utcoffset() == clock.now().astimezone(zone).utcoffset()
     table = io.StringIO()
     assert queue_list(rt, False, table) == 0
     assert "Tweede" in table.getvalue() and "Eerste" not in table.getvalue()
+    assert rows[0]["created_at"][:16].replace("T", " ") + rows[0]["created_at"][19:] in table.getvalue()
 
 
 def test_queue_show_prints_the_item_and_its_audit_trail(engine: Engine, clock: FrozenClock,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from relay.approvals.decide import Decision, decide
 from relay.cli.output import print_listing
 from relay.service import texts
 from relay.service.runtime import Runtime
+from relay.service.texts import shown_time
 from storage.audit import events_for_item
 from storage.corrections import corrections_for_item
 from storage.models import Correction, QueueItem
@@ -23,7 +26,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
-def item_summary(item: QueueItem) -> dict[str, Any]:
+def item_summary(item: QueueItem, zone: str = "UTC") -> dict[str, Any]:
+    """One item's fields; times in ``zone`` (the network's) with their offset."""
     message = item.message
     record = message.classification if message is not None else None
     return {
@@ -41,9 +45,9 @@ def item_summary(item: QueueItem) -> dict[str, Any]:
         "sender_notes": list(record.sender_notes or []) if record is not None else [],
         "claimed_source": record.claimed_source if record is not None else None,
         "subject": message.subject if message is not None else None,
-        "created_at": item.created_at.isoformat(),
-        "expires_at": item.expires_at.isoformat(),
-        "decided_at": item.decided_at.isoformat() if item.decided_at else None,
+        "created_at": _iso(item.created_at, zone),
+        "expires_at": _iso(item.expires_at, zone),
+        "decided_at": _iso(item.decided_at, zone),
         "decided_by": item.decided_by,
         "reason": item.reason,
         "warnings": list(item.warnings or []),
@@ -54,18 +58,22 @@ def queue_list(rt: Runtime, as_json: bool, out: TextIO | None = None) -> int:
     """Pending items, oldest first: one JSON object per line with ``--json``, else a table."""
     out = out or sys.stdout
     with rt.sessions() as session:
-        rows = [item_summary(item) for item in pending_items(session)]
+        rows = [item_summary(item, rt.config.delivery.timezone) for item in pending_items(session)]
     print_listing(rows, as_json=as_json, out=out, empty="no pending items",
-                  header=f"{'ID':>6}  {'RECEIVED':16}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT",
+                  header=f"{'ID':>6}  {'RECEIVED':22}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT",
                   line=_queue_line)
     return EXIT_OK
 
 
+def _iso(moment: datetime | None, zone: str) -> str | None:
+    return moment.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds") if moment is not None else None
+
+
 def _queue_line(row: dict[str, Any]) -> str:
-    received = row["created_at"][:16].replace("T", " ")
+    received = f"{row['created_at'][:16]}{row['created_at'][19:]}".replace("T", " ")  # minutes and offset
     wards = ",".join(row["wards"]) or "-"
     subject = (row["subject"] or "").replace("\n", " ")[:60]
-    return f"{row['id']:>6}  {received:16}  {row['kind']:14}  {row['urgency']:7}  {wards:20}  {subject}"
+    return f"{row['id']:>6}  {received:22}  {row['kind']:14}  {row['urgency']:7}  {wards:20}  {subject}"
 
 
 def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
@@ -76,10 +84,11 @@ def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
         if item is None:
             print(f"binrelay: no queue item {item_id}", file=sys.stderr)
             return EXIT_FAILURE
-        summary = item_summary(item)
+        summary = item_summary(item, rt.config.delivery.timezone)
         text = item.edited_text or (item.message.body_text if item.message is not None else None) or ""
-        events = [(e.at, e.actor, e.action, e.detail) for e in events_for_item(session, item_id)]
-        corrections = [correction_line(c) for c in corrections_for_item(session, item_id)]
+        zone = rt.config.delivery.timezone
+        events = [(shown_time(e.at, zone), e.actor, e.action, e.detail) for e in events_for_item(session, item_id)]
+        corrections = [correction_line(c, zone) for c in corrections_for_item(session, item_id)]
     for key, value in summary.items():
         if value not in (None, [], ""):
             print(f"{key + ':':13} {value}", file=out)
@@ -93,14 +102,14 @@ def queue_show(rt: Runtime, item_id: int, out: TextIO | None = None) -> int:
         print(file=out)
     print("audit trail:", file=out)
     for at, actor, action, detail in events:
-        print(f"  {at.isoformat(timespec='seconds')}  {actor}  {action}  {json.dumps(detail, ensure_ascii=False)}",
+        print(f"  {at}  {actor}  {action}  {json.dumps(detail, ensure_ascii=False)}",
               file=out)
     return EXIT_OK
 
 
-def correction_line(correction: Correction) -> str:
-    """ "2026-11-03T14:21:43+00:00  urgency: normal -> urgent  by ward_coordinator"."""
-    return (f"{correction.at.isoformat(timespec='seconds')}  {correction.field}: {correction.old_value or '-'}"
+def correction_line(correction: Correction, zone: str = "UTC") -> str:
+    """ "2026-11-03 15:21:43+01:00  urgency: normal -> urgent  by ward_coordinator"."""
+    return (f"{shown_time(correction.at, zone)}  {correction.field}: {correction.old_value or '-'}"
             f" -> {correction.new_value}  by {correction.role}")
 
 

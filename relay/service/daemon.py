@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
@@ -36,6 +37,7 @@ from relay.jobs.retention import purge
 from relay.routing.pipeline import route_pending
 from relay.service import sdnotify
 from relay.service.clock import Clock, SystemClock
+from relay.service.logsetup import use_zone
 from relay.service.runtime import Runtime, build_runtime, make_classifier
 from relay.service.templating import Templates
 from relay.service.tokens import signer_for
@@ -74,6 +76,7 @@ class Daemon:
     # -- building ---------------------------------------------------------
     def build(self) -> Runtime:
         config = load_config(self.config_path)
+        use_zone(ZoneInfo(config.delivery.timezone))  # log times as people there read them
         self.engine = make_engine(config.database.url)
         migrate(self.engine)
         self.runtime = build_runtime(config, self.engine, self.clock)

@@ -116,3 +116,10 @@ def trim_text(text: str, limit: int, language: str) -> str:
     more = len(text) - cut
     note = f"[... nog {more} tekens weggelaten]" if language == "nl" else f"[... {more} more characters left out]"
     return text[:cut].rstrip() + "\n" + note
+
+
+def shown_time(moment: datetime | None, zone: str) -> str:
+    """A time as an operator reads it: the network's local time with its offset, "2026-12-02 02:19:43+01:00"."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds")
