@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rules.directory import Directory, Partner, Ward
 from rules.sender import Trust
@@ -329,16 +337,25 @@ class SecurityConfig(_Section):
         return [value.strip().lower().rstrip(".") for value in values if value.strip()]
 
 
+def _existing_file(value: Path) -> Path:
+    if not value.is_file():
+        raise ValueError(f"{value} does not exist or is not a file")
+    return value
+
+
+def _existing_folder(value: Path) -> Path:
+    if not value.is_dir():
+        raise ValueError(f"{value} does not exist or is not a folder")
+    return value
+
+
+ExistingFile = Annotated[PathValue, AfterValidator(_existing_file)]
+ExistingFolder = Annotated[PathValue, AfterValidator(_existing_folder)]
+
+
 class RulesConfig(_Section):
     # An operator's own rule file; extends or overrides the shipped defaults.
-    path: PathValue | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value} does not exist or is not a file")
-        return value
+    path: ExistingFile | None = None
 
 
 class RetentionConfig(_Section):
@@ -348,14 +365,7 @@ class RetentionConfig(_Section):
 
 class TemplatesConfig(_Section):
     # A folder with templates that override the shipped ones (same names).
-    directory: PathValue | None = None
-
-    @field_validator("directory")
-    @classmethod
-    def _exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
-            raise ValueError(f"{value} does not exist or is not a folder")
-        return value
+    directory: ExistingFolder | None = None
 
 
 class AdviceConfig(_Section):

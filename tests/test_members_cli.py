@@ -274,3 +274,13 @@ def test_retention_erases_members_who_left_long_ago(engine: Engine, clock: Froze
     with rt.sessions() as session:
         for event in session.scalars(select(AuditEvent)):
             assert "piet@example.net" not in f"{event.actor} {event.detail}"
+
+
+def test_members_import_help_describes_the_csv_format(capsys: pytest.CaptureFixture[str]) -> None:
+    from relay.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["members", "import", "--help"])
+    out = capsys.readouterr().out
+    for part in ("email", "ward", "required", "postcode", "email,name,ward,postcode"):
+        assert part in out

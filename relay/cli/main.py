@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     classify.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
 
     members = commands.add_parser("members", help="the member table").add_subparsers(dest="action", required=True)
-    members.add_parser("import", help="add or update members from CSV").add_argument("file", type=Path)
+    members.add_parser("import", help="add or update members from CSV", epilog=members_cli.CSV_FORMAT,
+                       formatter_class=argparse.RawDescriptionHelpFormatter).add_argument(
+        "file", type=Path, metavar="FILE.csv", help="members to add or update (format below)")
     listing = members.add_parser("list", help="list members")
     listing.add_argument("--ward")
     listing.add_argument("--json", action="store_true")

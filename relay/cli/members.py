@@ -42,6 +42,16 @@ from storage.models import Member, MemberStatus
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CHUNK_ROWS = 2000
 PROGRESS_FROM_ROWS = 5000  # smaller files finish before a bar is worth drawing
+CSV_FORMAT = """\
+The CSV file has a header line naming its columns, in any order:
+  email     required (also: e-mail, mail, emailadres)
+  ward      required: a ward's slug, name or alias (also: wijk); left empty, the postcode's ward
+  name      optional (also: naam)
+  postcode  optional: 4 digits and 2 letters, or 4 digits
+Delimiter "," ";" or tab; UTF-8 (a BOM is fine). Example:
+  email,name,ward,postcode
+  els@example.org,Els,maaspoort,5221
+Each bad row is reported by its line number and skipped; an address listed again is updated."""
 REQUIRED_COLUMNS = ("email", "ward")
 KNOWN_COLUMNS = ("email", "name", "ward", "postcode")
 COLUMN_ALIASES = {"e-mail": "email", "mail": "email", "emailadres": "email", "e-mailadres": "email",
