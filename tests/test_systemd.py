@@ -31,6 +31,14 @@ def test_unit_has_the_hardening_a_reviewer_expects() -> None:
         assert line in text, line
 
 
+def test_the_units_documentation_is_where_the_guide_puts_it() -> None:
+    documentation = next(line for line in UNIT.read_text().splitlines() if line.startswith("Documentation="))
+    target = documentation.removeprefix("Documentation=file://")
+    guide = (ROOT / "docs" / "operating.md").read_text()
+    assert target.startswith("/opt/binrelay/docs/") and "cp -r docs /opt/binrelay/docs" in guide
+    assert (ROOT / "docs" / Path(target).name).exists()
+
+
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -43,6 +51,25 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "binrelay.service" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+# What binrelay cannot give up: it talks to its servers and to its AF_UNIX notify socket; ProtectClock
+# allows reading the RTC (DeviceAllow).
+NEEDED = ("PrivateNetwork=", "RestrictAddressFamilies=~AF_(INET|INET6)", "RestrictAddressFamilies=~AF_UNIX",
+          "IPAddressDeny=", "RootDirectory=/RootImage=", "DeviceAllow=")
+
+
+def test_systemd_analyze_security_leaves_open_only_what_binrelay_needs(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        require_or_skip("systemd-analyze", "BINRELAY_REQUIRE_SYSTEMD")
+    unit = tmp_path / "binrelay.service"
+    unit.write_text(UNIT.read_text().replace("/opt/binrelay/bin/binrelay", str(Path(sys.executable).with_name("binrelay"))))
+    result = subprocess.run([analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    report = result.stdout + result.stderr
+    open_items = [line.split()[1] for line in report.splitlines() if line.startswith("✗")]
+    assert open_items and set(open_items) <= set(NEEDED), report
 
 
 def test_notify_sends_to_a_path_and_an_abstract_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
