@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from relay.service.logsetup import ZonedFormatter, use_zone
-from relay.service.texts import shown_time
+from relay.service.texts import local_time, shown_time
 
 WINTER = datetime(2026, 12, 2, 1, 19, 43, tzinfo=UTC)
 SUMMER = datetime(2026, 7, 2, 1, 19, 43, tzinfo=UTC)
@@ -19,6 +19,12 @@ def test_a_time_is_shown_in_the_networks_zone_with_its_offset() -> None:
     assert shown_time(WINTER, "Europe/Amsterdam") == "2026-12-02 02:19:43+01:00"
     assert shown_time(SUMMER, "Europe/Amsterdam") == "2026-07-02 03:19:43+02:00"
     assert shown_time(None, "Europe/Amsterdam") == "-"
+
+
+def test_a_time_in_a_message_carries_its_offset() -> None:
+    assert local_time(WINTER, "Europe/Amsterdam") == "02-12-2026 02:19 (+01:00)"
+    assert local_time(SUMMER, "Europe/London") == "02-07-2026 02:19 (+01:00)"
+    assert local_time(WINTER, "UTC") == "02-12-2026 01:19 (+00:00)"
 
 
 @pytest.fixture

@@ -170,7 +170,7 @@ def decision_context(config: Config, item: QueueItem, language: str,
     return {
         "item": item,
         "decided_by": item.decided_by or "?",
-        "decided_at": texts.local_time(item.decided_at),
+        "decided_at": texts.local_time(item.decided_at, config.delivery.timezone),
         "outcome": outcome_text(item, language),
         "target": target,
         "partners": texts.partner_names(item.partners or [], language),

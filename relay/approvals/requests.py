@@ -282,8 +282,8 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         ],
         "merged_count": merged_count(session, item.id),
         "recipient": item.proposed_recipient,
-        "expires": texts.local_time(item.expires_at),
-        "received": texts.local_time(item.created_at),
+        "expires": texts.local_time(item.expires_at, config.delivery.timezone),
+        "received": texts.local_time(item.created_at, config.delivery.timezone),
     }
 
 

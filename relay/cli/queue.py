@@ -131,7 +131,7 @@ def _decide(rt: Runtime, item_id: int, decision: Decision, operator: str, out: T
             return EXIT_FAILURE
         if item.status != "pending":
             print(f"binrelay: item {item_id} is already {item.status}"
-                  f" (by {item.decided_by or '?'} at {texts.local_time(item.decided_at)})", file=sys.stderr)
+                  f" (by {item.decided_by or '?'} at {texts.local_time(item.decided_at, rt.config.delivery.timezone)})", file=sys.stderr)
             return EXIT_FAILURE
         won = decide(rt, session, item, decision, actor=actor, now=now)
         if not won:

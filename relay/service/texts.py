@@ -92,10 +92,20 @@ def warning_lines(warnings: Sequence[Any], language: str) -> list[str]:
     return lines
 
 
-def local_time(moment: datetime | None) -> str:
+def local_time(moment: datetime | None, zone: str | None = None) -> str:
+    """A time in a message people read: the network's local time and its offset, "02-12-2026 02:19 (+01:00)"."""
     if moment is None:
         return "-"
-    return moment.astimezone(DISPLAY_ZONE).strftime("%d-%m-%Y %H:%M")
+    local = moment.astimezone(_zone(zone))
+    offset = local.isoformat()[-6:] if local.utcoffset() else "+00:00"
+    return f"{local.strftime('%d-%m-%Y %H:%M')} ({offset})"
+
+
+def _zone(name: str | None) -> Any:
+    try:
+        return ZoneInfo(name) if name else DISPLAY_ZONE
+    except ZoneInfoNotFoundError:  # checked when the configuration is loaded; tzdata may be gone since
+        return DISPLAY_ZONE
 
 
 def human_size(size: int) -> str:
@@ -122,4 +132,4 @@ def shown_time(moment: datetime | None, zone: str) -> str:
     """A time as an operator reads it: the network's local time with its offset, "2026-12-02 02:19:43+01:00"."""
     if moment is None:
         return "-"
-    return moment.astimezone(ZoneInfo(zone)).isoformat(sep=" ", timespec="seconds")
+    return moment.astimezone(_zone(zone)).isoformat(sep=" ", timespec="seconds")
