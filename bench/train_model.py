@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -46,7 +45,15 @@ from mail.text import clean_subject, is_reply_subject
 from relay.config import load_config
 from rules import load_rules
 from rules.engine import Classifier
-from rules.model import MODEL_FILE, Features, LinearModel, features, with_category
+from rules.model import (
+    MODEL_FILE,
+    Features,
+    LinearModel,
+    features,
+    weigh_category,
+    weigh_urgency,
+    with_category,
+)
 
 # Per question: the regularisation (C) and how many features are kept.
 SETTINGS = {"category": (10.0, 5000), "urgency": (30.0, 2000)}
@@ -155,25 +162,14 @@ def export(model: LinearModel) -> dict[str, Any]:
 
 
 def blended_category(model: LinearModel, example: Example, per_point: float, sure: float = 0.0) -> str:
-    """As rules.engine weighs them: log-probability plus the rules' points; where the rules found
-    nothing, the model's answer only when it is at least ``sure``."""
-    probabilities = model.probabilities(example.counts)
-
-    def combined(label: str) -> float:
-        points = min(max(example.points.get(label, 0.0), 0.0), POINTS_CAP)
-        return math.log(max(probabilities[label], 1e-9)) + per_point * points
-
-    best = max(model.labels, key=combined)
-    return "other" if example.ruled == "other" and probabilities[best] < sure else best
+    """As rules.engine weighs them (rules.model.weigh_category), with these weights."""
+    blend = {"category_points": per_point, "category_sure": sure, "points_cap": POINTS_CAP}
+    return weigh_category(model, example.counts, example.points, ruled=example.ruled, blend=blend).label
 
 
 def blended_urgency(model: LinearModel, counts: Features, ruled: str, bonus: float, default: str | None) -> str:
     """As rules.engine weighs them; a category that is low by definition (information) stays low."""
-    if default == "low":
-        return ruled
-    probabilities = model.probabilities(counts)
-    return max(model.labels, key=lambda label: math.log(max(probabilities[label], 1e-9))
-               + (bonus if label == ruled else 0.0))
+    return ruled if default == "low" else weigh_urgency(model, counts, ruled, bonus).label
 
 
 def cross_validate(tune: list[Example], invented: list[Example], classifier: Classifier,

@@ -6,7 +6,6 @@ the coordinator and the operator can see why and change the rule files.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,15 @@ from rules.context import Context, Scope, not_now
 from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
-from rules.model import Features, TextModel, explain, features, with_category
+from rules.model import (
+    Features,
+    TextModel,
+    explain,
+    features,
+    weigh_category,
+    weigh_urgency,
+    with_category,
+)
 from rules.places import Places
 from rules.sender import Assurance, SenderIdentity, identify
 from rules.vocabulary import PARTNERS, Source
@@ -267,37 +274,24 @@ class Classifier:
     def _blend_category(self, model: TextModel, counts: Features, scores: CategoryScores, ruled: str,
                         explanation: list[str]) -> str:
         """The model's log-probability plus the rules' points, weighed as training found best."""
-        probabilities = model.category.probabilities(counts)
-        per_point = model.blend.get("category_points", 0.0)
-        cap = model.blend.get("points_cap", 20.0)
-
-        def combined(label: str) -> float:
-            points = min(max(scores.points.get(label, 0.0), 0.0), cap)
-            operator = OPERATOR_POINT * scores.operator.get(label, 0.0)
-            return math.log(max(probabilities.get(label, 0.0), 1e-9)) + per_point * points + operator
-
-        best = max(model.category.labels, key=combined)
-        evidence = model.category.evidence(counts, best)
-        line = explain("category", best, probabilities[best], evidence)
-        sure = model.blend.get("category_sure", 0.0)
-        if ruled == "other" and best != ruled and probabilities[best] < sure and not scores.operator:
+        weighed = weigh_category(model.category, counts, scores.points, ruled=ruled, blend=model.blend,
+                                 operator=scores.operator, operator_point=OPERATOR_POINT)
+        named = max(weighed.probabilities, key=lambda label: weighed.probabilities[label]) if weighed.unsure \
+            else weighed.label
+        line = explain("category", named, weighed.probabilities[named], model.category.evidence(counts, named))
+        if weighed.unsure:
+            sure = model.blend.get("category_sure", 0.0)
             explanation.append(f"{line}; not sure enough (below {sure:.0%}) where the rules found nothing: other")
-            return "other"
-        agree = "the rules agree" if best == ruled else f"the rules said {ruled}"
-        explanation.append(f"{line}; {agree}")
-        return best
+        else:
+            explanation.append(f"{line}; {'the rules agree' if named == ruled else f'the rules said {ruled}'}")
+        return weighed.label
 
     def _blend_urgency(self, model: TextModel, counts: Features, ruled: str, explanation: list[str]) -> str:
-        probabilities = model.urgency.probabilities(counts)
-        bonus = model.blend.get("urgency_rules", 0.0)
-
-        def combined(label: str) -> float:
-            return math.log(max(probabilities.get(label, 0.0), 1e-9)) + (bonus if label == ruled else 0.0)
-
-        best = max(model.urgency.labels, key=combined)
-        evidence = model.urgency.evidence(counts, best)
+        weighed = weigh_urgency(model.urgency, counts, ruled, model.blend.get("urgency_rules", 0.0))
+        best = weighed.label
         agree = "the rules agree" if best == ruled else f"the rules said {ruled}"
-        explanation.append(f"{explain('urgency', best, probabilities[best], evidence)}; {agree}")
+        explanation.append(f"{explain('urgency', best, weighed.probabilities[best], model.urgency.evidence(counts, best))}"
+                           f"; {agree}")
         return best
 
     def category_points(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> CategoryScores:

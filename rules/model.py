@@ -141,6 +141,43 @@ class LinearModel:
 
 
 @dataclass(frozen=True)
+class Weighed:
+    label: str
+    probabilities: dict[str, float]
+    unsure: bool = False  # the model named a category where the rules found none, but not surely enough
+
+
+def weigh_category(model: LinearModel, counts: Features, points: dict[str, float], *, ruled: str,
+                   blend: dict[str, float], operator: dict[str, float] | None = None,
+                   operator_point: float = 1.0) -> Weighed:
+    """The category: the model's log-probability plus ``blend["category_points"]`` per rule point (capped),
+    plus ``operator_point`` per point of the operator's own terms; where the rules found nothing, the
+    model's answer only when it is at least ``blend["category_sure"]``. One home for rules.engine and
+    bench/train_model.py."""
+    probabilities = model.probabilities(counts)
+    per_point, cap = blend.get("category_points", 0.0), blend.get("points_cap", 20.0)
+    operator = operator or {}
+
+    def combined(label: str) -> float:
+        rule_points = min(max(points.get(label, 0.0), 0.0), cap)
+        return (math.log(max(probabilities.get(label, 0.0), 1e-9)) + per_point * rule_points
+                + operator_point * operator.get(label, 0.0))
+
+    best = max(model.labels, key=combined)
+    if ruled == "other" and best != ruled and not operator and probabilities[best] < blend.get("category_sure", 0.0):
+        return Weighed("other", probabilities, unsure=True)
+    return Weighed(best, probabilities)
+
+
+def weigh_urgency(model: LinearModel, counts: Features, ruled: str, bonus: float) -> Weighed:
+    """The urgency: the model's log-probability, ``bonus`` more for the rules' reading."""
+    probabilities = model.probabilities(counts)
+    best = max(model.labels, key=lambda label: math.log(max(probabilities.get(label, 0.0), 1e-9))
+               + (bonus if label == ruled else 0.0))
+    return Weighed(best, probabilities)
+
+
+@dataclass(frozen=True)
 class TextModel:
     category: LinearModel
     urgency: LinearModel
