@@ -149,7 +149,7 @@ class ImapConfig(_TlsEndpoint):
     idle_renew_seconds: int = Field(default=600, ge=10, le=1500)
     # While idling, the mailbox is searched again this often: Courier and Cyrus announce new mail
     # only when they next look (about a minute); set it to idle_renew_seconds to trust the server.
-    idle_recheck_seconds: float = Field(default=5.0, ge=0.5, le=1500)
+    idle_recheck_seconds: float = Field(default=3.0, ge=0.5, le=1500)
     # Used when the server offers no IDLE.
     poll_seconds: int = Field(default=60, ge=1)
     timeout_seconds: float = Field(default=60.0, gt=0)

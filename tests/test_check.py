@@ -76,3 +76,12 @@ def test_a_credential_the_unit_does_not_load_is_one_failing_line(stack: Loopback
 def test_a_missing_unit_file_is_a_usage_error(stack: LoopbackStack, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(stack.config_path), "check", "--unit", str(stack.workdir / "nope")]) == 2
     assert "--unit" in capsys.readouterr().err
+
+
+def test_a_processed_folder_the_server_refuses_fails_the_check(stack: LoopbackStack,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    text = stack.config_path.read_text()
+    stack.config_path.write_text(text.replace('processed_folder = "Verwerkt"', 'processed_folder = "Verwerkt..oud"'))
+    assert main(["--config", str(stack.config_path), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL imap:" in out and "cannot create the processed folder" in out

@@ -72,8 +72,11 @@ def test_check_says_which_processed_folder_it_will_use(
     out = io.StringIO()
     run_checks(config, out)
     imap_line = next(line for line in out.getvalue().splitlines() if line.startswith("ok   imap:"))
-    assert "processed folder 'INBOX.Verwerkt' will be created, inside the server's personal namespace" in imap_line
-    assert folders(account) == {"INBOX": 0}  # check created nothing
+    assert "processed folder 'INBOX.Verwerkt' created, inside the server's personal namespace" in imap_line
+    assert folders(account) == {"INBOX": 0, "INBOX.Verwerkt": 0}  # as the service's first pass would
+    out = io.StringIO()
+    run_checks(config, out)  # the second time it is there
+    assert "processed folder 'INBOX.Verwerkt' exists" in out.getvalue()
 
 
 def test_new_mail_is_noticed_within_seconds_when_idle_never_announces_it(
@@ -81,7 +84,7 @@ def test_new_mail_is_noticed_within_seconds_when_idle_never_announces_it(
         clock: FrozenClock) -> None:
     assert dovecot_server.port is not None
     with LazyIdleProxy(dovecot_server.host, dovecot_server.port) as proxy:
-        account = make_imap_account(dovecot_server, port=proxy.port, idle_recheck_seconds=2.0)
+        account = make_imap_account(dovecot_server, port=proxy.port)  # the default re-check
         source = source_for(account, sessions, clock)
         source.run_once()
         raw = varied_messages(1, seed=42)[0]

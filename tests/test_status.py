@@ -80,3 +80,24 @@ def test_the_text_form_names_each_part(stack: LoopbackStack, capsys: pytest.Capt
     for part in ("binrelay status at", ": ok", "mailboxes:", "messages:", "pending items:", "deliveries:",
                  "members disabled by bounces: 0", "live workers: 0"):
         assert part in out, out
+
+
+def test_a_processed_folder_the_server_refuses_fails_loudly_and_loses_nothing(
+        tmp_path: Path, dovecot_server: PrivateDovecot, clock: FrozenClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Two hierarchy separators in a row: Dovecot refuses the name, plain or under a prefix.
+    stack = make_stack(tmp_path, dovecot_server, clock, config={"imap": {"processed_folder": "Verwerkt..oud"}})
+    try:
+        stack.mail_in(compose(sender=MAASPOORT[0], subject="Inbraak", body="Ingebroken aan de Marathonloop."))
+        code = main(["--config", str(stack.config_path), "run", "--once"])
+        err = capsys.readouterr().err
+        assert code == 1 and "cannot create the processed folder" in err
+        code, document = status(stack, capsys)
+        assert code == 1 and any("cannot create the processed folder" in reason for reason in document["attention"])
+        client = stack.dovecot.client(stack.mailbox_user)
+        try:
+            assert client.select_folder("INBOX", readonly=True)[b"EXISTS"] == 1  # still there, for the next try
+        finally:
+            client.logout()
+    finally:
+        stack.stop()

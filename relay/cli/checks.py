@@ -14,7 +14,7 @@ from typing import TextIO
 
 from relay.config import Config
 from relay.delivery.smtp import smtp_connection
-from relay.ingest.folders import choose as choose_folder
+from relay.ingest.folders import ensure as ensure_folder
 from relay.service.connections import imap_client
 from relay.service.credentials import CredentialPath, resolve
 from relay.service.runtime import make_classifier
@@ -90,7 +90,8 @@ def _imap(config: Config) -> str:
     try:
         capabilities = {c.decode() if isinstance(c, bytes) else c for c in client.capabilities()}
         status = client.select_folder(config.imap.mailbox, readonly=True)
-        folder = choose_folder(client, config.imap.processed_folder)  # read only: check creates nothing
+        # Created now when missing, as the service's first pass would: only trying tells whether the server allows it.
+        folder = ensure_folder(client, config.imap.processed_folder)
         idle = "IDLE" if "IDLE" in capabilities else "polling (no IDLE)"
         move = "MOVE" if "MOVE" in capabilities else "COPY+EXPUNGE (no MOVE)"
         return (f"IMAP login ok at {config.imap.host}:{config.imap.port}, {status[b'EXISTS']} in "

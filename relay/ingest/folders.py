@@ -50,7 +50,8 @@ def ensure(client: IMAPClient, wanted: str) -> FolderChoice:
     for name in candidates(client, wanted):
         try:
             client.create_folder(name)
-            return FolderChoice(name, True, "created")
+            where = "" if name == wanted else ", inside the server's personal namespace"
+            return FolderChoice(name, True, f"created{where}")
         except imaplib.IMAP4.error as error:
             if client.folder_exists(name):  # another process created it meanwhile
                 return FolderChoice(name, True, "exists")

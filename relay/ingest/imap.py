@@ -128,7 +128,7 @@ class ImapSource:
         try:
             self._capabilities = frozenset(client.capabilities())
             folder = ensure_folder(client, self.cfg.processed_folder)
-            if folder.why == "created":
+            if folder.why.startswith("created"):
                 log.info("%s: created folder %s", self.label, folder.name)
             self._processed = folder.name
             status = client.select_folder(self.cfg.mailbox)
