@@ -114,7 +114,8 @@ def _smtp(config: Config) -> str:
 
 
 def run_checks(config: Config, out: TextIO, unit_file: Path | None = None) -> int:
-    """Every check, one line each; exit 0 when all pass, 1 otherwise. Nothing on disk changes."""
+    """Every check, one line each; exit 0 when all pass, 1 otherwise. Nothing on disk changes (on the IMAP
+    server, a missing processed folder is created, as the first pass would)."""
     config, credentials = as_the_service_sees_it(config, unit_file)
     checks: list[tuple[str, Callable[[], str]]] = [
         ("config", lambda: f"{config.source_path}: {len(config.wards)} wards, {len(config.partners)} partners"),
