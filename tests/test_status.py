@@ -30,13 +30,6 @@ def run_once(stack: LoopbackStack, capsys: pytest.CaptureFixture[str]) -> int:
     return code
 
 
-@pytest.fixture
-def stack(tmp_path: Path, dovecot_server: PrivateDovecot, clock: FrozenClock) -> Any:
-    stack = make_stack(tmp_path, dovecot_server, clock)
-    yield stack
-    stack.stop()
-
-
 def test_before_any_pass_status_asks_whether_binrelay_runs(stack: LoopbackStack,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     code, document = status(stack, capsys)
