@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from relay.approvals.decide import Decision, decide
 from relay.cli.output import print_listing
 from relay.service import texts
 from relay.service.runtime import Runtime
-from relay.service.texts import shown_time
+from relay.service.texts import iso_time, shown_time
 from storage.audit import events_for_item
 from storage.corrections import corrections_for_item
 from storage.models import Correction, QueueItem
@@ -45,9 +43,9 @@ def item_summary(item: QueueItem, zone: str = "UTC") -> dict[str, Any]:
         "sender_notes": list(record.sender_notes or []) if record is not None else [],
         "claimed_source": record.claimed_source if record is not None else None,
         "subject": message.subject if message is not None else None,
-        "created_at": _iso(item.created_at, zone),
-        "expires_at": _iso(item.expires_at, zone),
-        "decided_at": _iso(item.decided_at, zone),
+        "created_at": iso_time(item.created_at, zone),
+        "expires_at": iso_time(item.expires_at, zone),
+        "decided_at": iso_time(item.decided_at, zone),
         "decided_by": item.decided_by,
         "reason": item.reason,
         "warnings": list(item.warnings or []),
@@ -63,10 +61,6 @@ def queue_list(rt: Runtime, as_json: bool, out: TextIO | None = None) -> int:
                   header=f"{'ID':>6}  {'RECEIVED':22}  {'KIND':14}  {'URGENCY':7}  {'WARDS':20}  SUBJECT",
                   line=_queue_line)
     return EXIT_OK
-
-
-def _iso(moment: datetime | None, zone: str) -> str | None:
-    return moment.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds") if moment is not None else None
 
 
 def _queue_line(row: dict[str, Any]) -> str:

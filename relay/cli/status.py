@@ -13,9 +13,9 @@ import json
 import sys
 from datetime import datetime, timedelta
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from relay.service.runtime import Runtime
+from relay.service.texts import iso_time, shown_time
 from storage.status import Figures, figures
 
 EXIT_OK, EXIT_ATTENTION = 0, 1
@@ -29,7 +29,7 @@ def status_command(rt: Runtime, as_json: bool, out: TextIO | None = None) -> int
     with rt.sessions() as session:
         found = figures(session, now)
     attention = needs_attention(found, now, configured_sources=_configured_sources(rt))
-    zone = ZoneInfo(rt.config.delivery.timezone)
+    zone = rt.config.delivery.timezone
     if as_json:
         print(json.dumps(as_document(found, attention, now, zone), ensure_ascii=False), file=out)
     else:
@@ -60,9 +60,9 @@ def needs_attention(found: Figures, now: datetime, configured_sources: int) -> l
     return reasons
 
 
-def as_document(found: Figures, attention: list[str], now: datetime, zone: ZoneInfo) -> dict[str, Any]:
+def as_document(found: Figures, attention: list[str], now: datetime, zone: str) -> dict[str, Any]:
     def local(moment: datetime | None) -> str | None:
-        return moment.astimezone(zone).isoformat(timespec="seconds") if moment is not None else None
+        return iso_time(moment, zone)
 
     return {
         "at": local(now),
@@ -81,9 +81,9 @@ def as_document(found: Figures, attention: list[str], now: datetime, zone: ZoneI
     }
 
 
-def print_text(found: Figures, attention: list[str], now: datetime, zone: ZoneInfo, out: TextIO) -> None:
+def print_text(found: Figures, attention: list[str], now: datetime, zone: str, out: TextIO) -> None:
     def local(moment: datetime | None) -> str:
-        return moment.astimezone(zone).isoformat(sep=" ", timespec="seconds") if moment is not None else "never"
+        return shown_time(moment, zone) if moment is not None else "never"
 
     print(f"binrelay status at {local(now)}: {'needs attention' if attention else 'ok'}", file=out)
     for reason in attention:

@@ -128,6 +128,11 @@ def trim_text(text: str, limit: int, language: str) -> str:
     return text[:cut].rstrip() + "\n" + note
 
 
+def iso_time(moment: datetime | None, zone: str) -> str | None:
+    """A time for JSON output: ISO 8601 in the network's zone with its offset, "2026-12-02T02:19:43+01:00"."""
+    return moment.astimezone(_zone(zone)).isoformat(timespec="seconds") if moment is not None else None
+
+
 def shown_time(moment: datetime | None, zone: str) -> str:
     """A time as an operator reads it: the network's local time with its offset, "2026-12-02 02:19:43+01:00"."""
     if moment is None:
