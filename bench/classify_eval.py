@@ -66,6 +66,7 @@ class Evaluation:
     outcomes: list[Outcome] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    with_model: bool = False  # the classifier weighed the trained model beside the rules
 
     def accuracy(self, name: str, *, reports_only: bool = False) -> tuple[int, int]:
         chosen = [o for o in self.outcomes if not reports_only or o.expected["kind"] == "report"]
@@ -104,7 +105,7 @@ def evaluate(corpus: Path, part: str | None = None, rules_only: bool = False) ->
     if rules_only:
         classifier = Classifier(classifier.directory, replace(classifier.rules, model=None))
     members = read_members(beside(corpus, "members.csv"))
-    evaluation = Evaluation()
+    evaluation = Evaluation(with_model=classifier.rules.model is not None)
     for label in read_labels(corpus / "labels.jsonl"):
         if part is not None and label.get("part") != part:
             continue
@@ -221,7 +222,7 @@ def report(title: str, corpus: Path, part: str | None, verbose: bool) -> Evaluat
     if evaluation.missing:
         print(f"labelled but missing: {', '.join(evaluation.missing)}")
     print_accuracy(evaluation)
-    if make_classifier(load_config(beside(corpus, "config.toml"))).rules.model is not None:
+    if evaluation.with_model:
         print_rules_alone(evaluate(corpus, part, rules_only=True))
     print_confusion(evaluation)
     if (corpus / "safeguards.jsonl").exists() and part is None:
