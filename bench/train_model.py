@@ -44,12 +44,13 @@ from mail.quotes import own_text
 from mail.text import clean_subject, is_reply_subject
 from relay.config import load_config
 from rules import load_rules
+from rules.context import Readings
 from rules.engine import Classifier
 from rules.model import (
     MODEL_FILE,
     Features,
     LinearModel,
-    features,
+    features_of,
     weigh_category,
     weigh_urgency,
     with_category,
@@ -73,8 +74,7 @@ class Example:
     urgency: str
     points: dict[str, float]  # the rules' points per category
     ruled: str  # the rules' category
-    subject: str
-    text: str
+    readings: Readings
     subject_factor: float
 
 
@@ -96,10 +96,11 @@ def examples(corpus: Path, part: str | None, classifier: Classifier) -> list[Exa
         subject = clean_subject(mail.subject)
         text = own_text(mail.text, mail.subject, classifier.rules.disclaimer_starts)
         factor = 1.0 if is_reply_subject(mail.subject) else 2.0
-        points = classifier.category_points(subject, text, factor, []).points
+        readings = classifier.read(subject, text)
+        points = classifier.category_points(readings, factor, []).points
         ruled, _urgency = classifier.judge(subject, text, factor, [])
-        found.append(Example(label["file"], features(subject, text, classifier.rules.context, factor),
-                             label["category"], label["urgency"], points, ruled, subject, text, factor))
+        found.append(Example(label["file"], features_of(readings, factor), label["category"], label["urgency"],
+                             points, ruled, readings, factor))
     return found
 
 
@@ -209,7 +210,7 @@ def cross_validate(tune: list[Example], invented: list[Example], classifier: Cla
         for i in tests:
             example = everything[i]
             category = blended_category(category_model, example, chosen, sure_chosen)
-            ruled = classifier.rule_urgency(category, example.subject, example.text, [])
+            ruled = classifier.rule_urgency(category, example.readings, [])
             counts = with_category(example.counts, category)
             for bonus in URGENCY_WEIGHTS:
                 urgency_right[corpus_of[i]][bonus] += blended_urgency(

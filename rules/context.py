@@ -16,6 +16,9 @@ import bisect
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
+
+from mail.text import fold
 
 
 class Scope(StrEnum):
@@ -106,6 +109,17 @@ class Context:
             index -= 1
             position = start
         return None
+
+
+class Readings(NamedTuple):
+    """A message's subject and body, each folded and read into clauses once for every question asked."""
+
+    subject: Context
+    body: Context
+
+
+def read(subject: str, text: str, vocabulary: Vocabulary) -> Readings:
+    return Readings(Context(fold(subject), vocabulary), Context(fold(text), vocabulary))
 
 
 def _clauses(folded: str, vocabulary: Vocabulary) -> list[Clause]:

@@ -18,7 +18,7 @@ from rules.addresses import Tag, find_tag
 from rules.automatic import auto_reply_reason, loop_reason
 from rules.bounces import detect_bounce
 from rules.commands import CommandReader, first_line
-from rules.context import Context, Scope, not_now
+from rules.context import Readings, Scope, not_now, read
 from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
@@ -26,7 +26,7 @@ from rules.model import (
     Features,
     TextModel,
     explain,
-    features,
+    features_of,
     weigh_category,
     weigh_urgency,
     with_category,
@@ -259,14 +259,15 @@ class Classifier:
     # -- what about and how urgent -----------------------------------------------
     def judge(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> tuple[str, str]:
         """(category, urgency): the rules' points, and the trained model's weighing beside them when there is one."""
-        scores = self.category_points(subject, text, subject_factor, explanation)
+        readings = self.read(subject, text)
+        scores = self.category_points(readings, subject_factor, explanation)
         ruled = self._decide_category(scores, explanation)
         model = self.rules.model
         if model is None:
-            return ruled, self.rule_urgency(ruled, subject, text, explanation)
-        counts = features(subject, text, self.rules.context, subject_factor, self.rules.removed_words)
+            return ruled, self.rule_urgency(ruled, readings, explanation)
+        counts = features_of(readings, subject_factor, self.rules.removed_words)
         category = self._blend_category(model, counts, scores, ruled, explanation)
-        ruled_urgency = self.rule_urgency(category, subject, text, explanation)
+        ruled_urgency = self.rule_urgency(category, readings, explanation)
         if self.rules.urgency_defaults.get(category) == "low":
             return category, ruled_urgency  # low by definition (information): the rules' reading stands
         return category, self._blend_urgency(model, with_category(counts, category), ruled_urgency, explanation)
@@ -294,14 +295,17 @@ class Classifier:
                            f"; {agree}")
         return best
 
-    def category_points(self, subject: str, text: str, subject_factor: float, explanation: list[str]) -> CategoryScores:
+    def read(self, subject: str, text: str) -> Readings:
+        """Subject and body folded and read into clauses, once for every question below."""
+        return read(subject, text, self.rules.context)
+
+    def category_points(self, readings: Readings, subject_factor: float, explanation: list[str]) -> CategoryScores:
         """Each category's points from its terms, without negated terms and police routine."""
         scores = CategoryScores()
         negated: list[str] = []
         routine: list[str] = []
-        for zone, factor, original in (("subject", subject_factor, subject), ("body", 1.0, text)):
-            folded = fold(original)
-            context = Context(folded, self.rules.context)
+        for zone, factor, context in (("subject", subject_factor, readings.subject), ("body", 1.0, readings.body)):
+            folded = context.text
             neutral = [(hit.start, hit.end) for hit in self._neutral.find(folded)]
             seen: set[tuple[str, str]] = set()
             for hit in _longest_per_category(list(self._categories.find(folded))):
@@ -327,12 +331,12 @@ class Classifier:
             explanation.append(f"negated, not counted: {', '.join(dict.fromkeys(negated))}")
         if routine:
             explanation.append(f"police routine, not counted: {', '.join(dict.fromkeys(routine))}")
-        self._weigh_purpose(subject, text, scores, explanation)
+        self._weigh_purpose(readings, scores)
         return scores
 
-    def _weigh_purpose(self, subject: str, text: str, scores: CategoryScores, explanation: list[str]) -> None:
+    def _weigh_purpose(self, readings: Readings, scores: CategoryScores) -> None:
         """A text written to prevent, inform, invite or look back is information, above the incident it names."""
-        in_subject, in_text = self._purpose_words(subject), self._purpose_words(text)
+        in_subject, in_text = self._purpose_words(readings.subject.text), self._purpose_words(readings.body.text)
         if not in_subject and len(in_text) < 2:
             return
         topic = max((points for category, points in scores.points.items() if category != "info"), default=0.0)
@@ -341,8 +345,7 @@ class Classifier:
             words = ", ".join(f"'{word}'" for word in sorted(in_subject | in_text)[:3])
             scores.add("info", needed, f"purpose {words} outranks the topic ({needed:+g})")
 
-    def _purpose_words(self, text: str) -> set[str]:
-        folded = fold(text)
+    def _purpose_words(self, folded: str) -> set[str]:
         return {folded[hit.start:hit.end] for hit in self._purpose.find(folded)}
 
     def _decide_category(self, scores: CategoryScores, explanation: list[str]) -> str:
@@ -397,13 +400,12 @@ class Classifier:
             return members(sender)
         return None
 
-    def rule_urgency(self, category: str, subject: str, text: str, explanation: list[str]) -> str:
+    def rule_urgency(self, category: str, readings: Readings, explanation: list[str]) -> str:
         """The rules' urgency: the category's default, revised by cues about now and by how it ended."""
         cues = _UrgencyCues()
         out_of_scope: list[str] = []
-        for zone_text in (subject, text):
-            folded = fold(zone_text)
-            context = Context(folded, self.rules.context)
+        for context in readings:
+            folded = context.text
             for hit in self._cues.find(folded):
                 words = folded[hit.start : hit.end]
                 if context.negation_before(hit.start) is not None:

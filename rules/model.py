@@ -27,8 +27,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from mail.text import fold
-from rules.context import Context, Scope, Vocabulary, not_now
+from rules.context import Context, Readings, Scope, Vocabulary, not_now, read
 
 MODEL_FILE = Path(__file__).with_name("defaults") / "model.json"
 _TOKEN = re.compile(r"[^\W_]{2,}")
@@ -43,10 +42,14 @@ def features(subject: str, text: str, vocabulary: Vocabulary, subject_weight: fl
              ignored: frozenset[str] = frozenset()) -> Features:
     """The model's features of one message (the subject counts as much as for the rules); a word
     holding one of ``ignored`` (the terms an operator removed from the rules) is not seen."""
+    return features_of(read(subject, text, vocabulary), subject_weight, ignored)
+
+
+def features_of(readings: Readings, subject_weight: float = 2.0, ignored: frozenset[str] = frozenset()) -> Features:
+    """``features`` of a message already read (``rules.context.read``)."""
     found: Features = {}
-    for zone, weight in ((subject, subject_weight), (text, 1.0)):
-        folded = fold(zone)
-        for feature in _zone_features(folded, Context(folded, vocabulary), ignored):
+    for context, weight in ((readings.subject, subject_weight), (readings.body, 1.0)):
+        for feature in _zone_features(context.text, context, ignored):
             found[feature] = found.get(feature, 0.0) + weight
     return found
 
