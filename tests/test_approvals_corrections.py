@@ -15,6 +15,7 @@ from relay.config import parse_config
 from relay.jobs.report import ALL, build_report, render_chart, render_text
 from relay.service.clock import FrozenClock
 from relay.service.runtime import Runtime, build_runtime
+from relay.service.tokens import new_token
 from storage.models import Alert, Correction, Delivery, Member
 from tests.test_approvals_helpers import (
     ANNA,
@@ -185,6 +186,26 @@ def test_a_correction_alone_is_noted_and_the_item_waits(rt: Runtime, clock: Froz
     alert = _alert(rt)
     assert (alert.urgency, alert.category) == ("urgent", "suspicious")
     assert len(_corrections(rt)) == 2  # the decision repeated nothing
+
+
+@pytest.mark.parametrize(
+    ("sender", "token", "headers"),
+    [(CARLA, "valid", None),  # a coordinator, but of another ward
+     (ANNA, "forged", None),  # the right coordinator, a token no request carried
+     (ANNA, "valid", {"Authentication-Results":  # the right address and token, a forged From
+                      "mx.example.org; spf=pass smtp.mailfrom=example.org; dkim=none; dmarc=fail "
+                      "header.from=example.org"})],
+    ids=["other-ward", "forged-token", "forged-from"],
+)
+def test_a_correction_alone_needs_the_same_right_as_a_decision(rt: Runtime, sender: str, token: str,
+                                                               headers: dict[str, str] | None) -> None:
+    item_id = hold_message(rt, report())
+    used = token_of(rt.sessions) if token == "valid" else new_token()
+    reply(rt, sender=sender, token=used, body="SPOED\nCATEGORIE fraude", headers=headers)
+    stored = item(rt.sessions, item_id)
+    assert (stored.status, stored.urgency, stored.category) == ("pending", "normal", "burglary")
+    assert _corrections(rt) == [] and outbox(rt.sessions, "answer_corrected") == []
+    assert [s.recipient for s in outbox(rt.sessions, "answer_refused")] == [sender]
 
 
 def test_a_correction_alone_that_changes_nothing_says_so(rt: Runtime) -> None:
