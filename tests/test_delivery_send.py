@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -18,7 +19,7 @@ from mail.message import parse_mail
 from relay.config import TemplatesConfig
 from relay.delivery.alerts import publish_alert
 from relay.delivery.bounces import handle_bounce
-from relay.delivery.sender import deliver_pending
+from relay.delivery.sender import close_connections, deliver_pending
 from relay.delivery.verp import return_path
 from relay.devservers.smtpsink import RecordingSink
 from relay.service.clock import FrozenClock
@@ -486,3 +487,28 @@ def test_an_unreachable_server_stops_the_pass_at_once(sessions: sessionmaker[Ses
     # Released, not charged an attempt: an outage is not the recipients' fault.
     assert all(row.status == "pending" and row.claimed_by is None and row.attempts == 0 for row in rows)
     assert stats.retried < len(rows)
+
+
+def test_connections_are_kept_between_passes(
+    smtp_sink: RecordingSink, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    rt = runtime(smtp_sink, sessions, clock)
+
+    def another_alert() -> None:
+        with rt.sessions() as session, session.begin():
+            item = approved_item(session, clock.now(), raw=report_bytes())
+            publish_alert(rt, session, item, decided_by="anna@example.org", now=clock.now())
+
+    publish(rt, members={"maaspoort": 6})
+    assert deliver_pending(rt).sent == 6
+    opened = smtp_sink.stats.sessions
+    another_alert()
+    assert deliver_pending(rt).sent == 6
+    assert smtp_sink.stats.sessions == opened  # the second pass used the same sessions
+    smtp_sink.hang_up()  # the server's idle timeout before the next pass
+    time.sleep(0.2)
+    another_alert()
+    stats = deliver_pending(rt)
+    assert (stats.sent, stats.retried, stats.failed) == (6, 0, 0)  # reopened, no try counted
+    close_connections(rt)
+    assert len(smtp_sink.messages) == 18

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
@@ -155,3 +156,47 @@ def test_an_untrusted_certificate_is_refused() -> None:
         results, _ = send_all(cfg, ["a@example.net"])
         assert results[0].outcome == "temporary" and results[0].unreachable
         assert sink.messages == []
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_outcomes_alike_with_and_without_pipelining(pipelining: bool) -> None:
+    """A refusal inside a pipelined group leaves the session in step: the next message on it goes."""
+    with RecordingSink(pipelining=pipelining) as sink:
+        sink.reject("gone@example.net", "550 5.1.1 no such user")
+        sink.reject("busy@example.net", "451 4.3.0 try again later")
+        sink.close_after(4)
+        cfg = SmtpConfig(host="127.0.0.1", port=sink.port, starttls=False, connections=1, timeout_seconds=5)
+        recipients = ["gone@example.net", "a@example.net", "busy@example.net", "b@example.net",
+                      "c@example.net", "d@example.net", "e@example.net", "f@example.net", "g@example.net"]
+        results, connects = send_all(cfg, recipients)
+        assert [r.outcome for r in results] == ["permanent", "accepted", "temporary", "accepted", "accepted",
+                                                "accepted", "temporary", "accepted", "accepted"]
+        assert results[6].code == 421  # after four messages the server closes: MAIL answered 421
+        assert connects == 2
+        assert sorted(rcpts[0] for _, rcpts, _ in sink.messages) == [f"{c}@example.net" for c in "abcdfg"]
+
+
+def test_a_line_starting_with_a_dot_arrives_intact(smtp_sink: RecordingSink, smtp_config: SmtpConfig) -> None:
+    raw = b"From: bin@example.org\r\nTo: a@example.net\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.end"
+    pool = SmtpPool(smtp_config)
+    try:
+        assert pool.send("bin@example.org", "a@example.net", raw).accepted
+    finally:
+        pool.close()
+    [(_, _, arrived)] = smtp_sink.messages
+    assert arrived.endswith((b"\r\n\r\n.\r\n..two\r\n.end", b"\r\n\r\n.\r\n..two\r\n.end\r\n"))
+
+
+def test_a_session_the_server_closed_while_idle_is_reopened_not_failed(
+    smtp_sink: RecordingSink, smtp_config: SmtpConfig
+) -> None:
+    pool = SmtpPool(smtp_config.model_copy(update={"connections": 1}))
+    try:
+        assert pool.send("bin@example.org", "a@example.net", raw_message("a@example.net")).accepted
+        smtp_sink.hang_up()  # an idle timeout between two passes
+        time.sleep(0.2)
+        assert pool.send("bin@example.org", "b@example.net", raw_message("b@example.net")).accepted
+        assert pool.connects == 2
+    finally:
+        pool.close()
+    assert len(smtp_sink.messages) == 2

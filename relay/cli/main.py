@@ -159,12 +159,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = Daemon(args.config or default_config_path())
     daemon.build()
     if args.once:
-        result = daemon.run_once()
+        try:
+            result = daemon.run_once()
+        finally:
+            daemon.close()
         print(f"stored {result.stored}, routed {result.routed}, failed {result.failed}, sent {result.sent}")
         for problem in result.problems:
             print(f"binrelay run --once: {problem}", file=sys.stderr)
         return EXIT_FAILURE if result.problems else EXIT_OK
-    daemon.run_forever()
+    try:
+        daemon.run_forever()
+    finally:
+        daemon.close()
     return EXIT_OK
 
 

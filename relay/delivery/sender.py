@@ -2,8 +2,8 @@
 
 ``deliver_pending`` claims due rows in batches, renders each alert copy just
 before it is sent, sends over ``config.smtp.connections`` reused connections
-concurrently (one sender thread per connection, see ``relay.delivery.smtp``)
-and records every outcome right after the server answered. Three kinds of
+concurrently (one sender thread per connection, see ``relay.delivery.smtp``;
+the connections stay open between passes, ``smtp_pool``) and records every outcome right after the server answered. Three kinds of
 thread share the work: the caller claims the next batch when the queue runs
 below half a batch, the senders send, one writer records outcomes.
 
@@ -149,8 +149,28 @@ def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> Deliver
         return _deliver(_Pass(rt, stop, presence))
 
 
+POOL = "smtp_pool"  # the runtime's slot for the connections kept between passes
+
+
+def smtp_pool(rt: Runtime) -> SmtpPool:
+    """This process's SMTP connections, kept between passes (a new configuration gets new ones)."""
+    pool = rt.extras.get(POOL)
+    if isinstance(pool, SmtpPool) and pool.config == rt.config.smtp:
+        return pool
+    close_connections(rt)
+    pool = rt.extras[POOL] = SmtpPool(rt.config.smtp)
+    return pool
+
+
+def close_connections(rt: Runtime) -> None:
+    """QUIT every kept SMTP session (at shutdown, or when the configuration changed)."""
+    pool = rt.extras.pop(POOL, None)
+    if isinstance(pool, SmtpPool):
+        pool.close()
+
+
 def _deliver(state: _Pass) -> DeliverStats:
-    pool = SmtpPool(state.config.smtp)
+    pool = smtp_pool(state.rt)
     todo: deque[_Job] = deque()
     outcomes: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
     writer = threading.Thread(target=_writer, args=(state, outcomes), name="delivery-writer")
@@ -167,7 +187,6 @@ def _deliver(state: _Pass) -> DeliverStats:
             thread.join()
         outcomes.put(None)
         writer.join()
-        pool.close()
     _release_untried(state, todo)
     _complete_alerts(state)
     if state.writer_error is not None:

@@ -8,10 +8,13 @@ and smtplib's is leaner; sockets release the GIL while waiting. The database
 marks are written by a separate thread (see ``sender``), so no sender thread
 waits for a commit.
 
-Pipelining: neither smtplib nor aiosmtplib uses PIPELINING (RFC 2920); each
-command waits for its reply. With reused connections that is a few round trips
-per message, small next to the server's own per-message work on a LAN relay,
-and the parallel connections hide it further.
+Pipelining (RFC 2920): where the server offers it (Postfix does), MAIL, RCPT
+and DATA go in one write and their three replies are read together, so a
+message costs two round trips instead of four; smtplib's ``sendmail`` never
+pipelines. Connections outlive a delivery pass (``SmtpPool`` is kept by the
+runtime, see ``sender``): one idle longer than ``IDLE_CHECK_SECONDS`` is
+checked with NOOP before it carries a message, and reopened if the server has
+closed it meanwhile.
 
 ``smtp_connection`` (aiosmtplib) serves ``binrelay check``'s asynchronous login
 test; ``open_smtp`` (smtplib) the pool. Both do implicit TLS (``ssl``),
@@ -28,9 +31,11 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import select
 import smtplib
 import ssl
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -154,24 +159,40 @@ def _by_code(code: int, message: str) -> SendResult:
     return SendResult("temporary", code, detail)
 
 
+# A connection unused this long is also checked with NOOP before it carries a
+# message (a firewall may have forgotten it without a word).
+IDLE_CHECK_SECONDS = 30.0
+
+
+@dataclass
+class _Idle:
+    client: smtplib.SMTP | None  # None: not connected (yet, or any more)
+    since: float = 0.0  # time.monotonic() when it was last handed back
+
+
 class SmtpPool:
     """``size`` reused connections; ``send`` (thread-safe) borrows one for one message.
 
     A connection that failed (421, drop, timeout) is closed and reopened on its
-    next use; one that only had a recipient refused is kept (smtplib sent RSET).
+    next use; one that only had a recipient refused is kept (after RSET). The
+    pool may be kept between delivery passes (``close`` ends every session).
     """
 
     def __init__(self, cfg: SmtpConfig, size: int | None = None) -> None:
         self._cfg = cfg
         self.size = size or cfg.connections
-        self._idle: queue.LifoQueue[smtplib.SMTP | None] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[_Idle] = queue.LifoQueue()
         for _ in range(self.size):
-            self._idle.put(None)
+            self._idle.put(_Idle(None))
         self._lock = threading.Lock()
         self.connects = 0
 
+    @property
+    def config(self) -> SmtpConfig:
+        return self._cfg
+
     def send(self, sender: str, recipient: str, raw: bytes) -> SendResult:
-        client = self._idle.get()
+        client = self._fresh(self._idle.get())
         try:
             if client is None:
                 try:
@@ -193,13 +214,44 @@ class SmtpPool:
                 client = None
             return result
         finally:
-            self._idle.put(client)
+            self._idle.put(_Idle(client, time.monotonic()))
+
+    @staticmethod
+    def _fresh(idle: _Idle) -> smtplib.SMTP | None:
+        """The borrowed connection, if it is still open.
+
+        Servers close idle sessions (Postfix after 300 s, with or without a 421):
+        a session with anything to read between transactions is closed, and one
+        idle a while must answer NOOP; a message sent into a closed one would
+        count as a failed try.
+        """
+        client = idle.client
+        if client is None:
+            return None
+        try:
+            if not _readable(client) and (time.monotonic() - idle.since < IDLE_CHECK_SECONDS
+                                          or client.noop()[0] == 250):
+                return client
+        except (smtplib.SMTPException, OSError):
+            pass
+        client.close()
+        return None
 
     def close(self) -> None:
         for _ in range(self.size):
-            _close(self._idle.get())
+            _close(self._idle.get().client)
         for _ in range(self.size):
-            self._idle.put(None)
+            self._idle.put(_Idle(None))
+
+
+def _readable(client: smtplib.SMTP) -> bool:
+    """Whether the server said something unasked (a 421, or closed): nothing is due between transactions."""
+    sock = client.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 _UNSAFE_IN_PATH = re.compile(r"[^\x21-\x7e]|[<>]")
@@ -229,11 +281,15 @@ def transfer(client: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> N
     size = f" SIZE={len(raw)}" if client.does_esmtp and client.has_extn("size") else ""
     utf8 = " SMTPUTF8 BODY=8BITMIME" if international else ""
     client.command_encoding = "utf-8" if international else "ascii"
-    code, reply = client.docmd("MAIL", f"FROM:<{sender}>{size}{utf8}")
+    mail_from, rcpt_to = f"MAIL FROM:<{sender}>{size}{utf8}", f"RCPT TO:<{recipient}>"
+    if client.has_extn("pipelining"):
+        _pipelined(client, sender, recipient, mail_from, rcpt_to, raw)
+        return
+    code, reply = client.docmd(mail_from)
     if code != 250:
         _abort(client, code)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = client.docmd("RCPT", f"TO:<{recipient}>")
+    code, reply = client.docmd(rcpt_to)
     if code not in (250, 251):
         _abort(client, code)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
@@ -241,6 +297,54 @@ def transfer(client: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> N
     if code != 250:
         _abort(client, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _pipelined(client: smtplib.SMTP, sender: str, recipient: str, mail_from: str, rcpt_to: str,
+               raw: bytes) -> None:
+    """MAIL, RCPT and DATA in one write (RFC 2920), then the content. Every reply is read before
+    anything else is sent, so a refusal leaves the session in step for RSET and the next message;
+    after a 421 the server closes, and nothing more is read."""
+    client.send(f"{mail_from}\r\n{rcpt_to}\r\nDATA\r\n")
+    replies = []
+    for _ in range(3):
+        replies.append(client.getreply())
+        if replies[-1][0] == 421:
+            client.close()
+            break
+    codes = [code for code, _ in replies]
+    if codes[0] != 250:
+        _after_refusal(client, codes)
+        raise smtplib.SMTPSenderRefused(codes[0], replies[0][1], sender)
+    if codes[1] not in (250, 251):
+        _after_refusal(client, codes)
+        raise smtplib.SMTPRecipientsRefused({recipient: replies[1]})
+    if codes[2] != 354:
+        _after_refusal(client, codes)
+        raise smtplib.SMTPDataError(*replies[2])
+    client.send(_dot_stuffed(raw))
+    code, reply = client.getreply()
+    if code != 250:
+        _abort(client, code)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _after_refusal(client: smtplib.SMTP, codes: list[int]) -> None:
+    """Back to a clean session after a refused MAIL or RCPT (the server closed it after a 421)."""
+    if 421 in codes:
+        return
+    if codes[-1] == 354:  # a server that opened DATA all the same: end it empty
+        client.send(b".\r\n")
+        client.getreply()
+    _abort(client, codes[-1])
+
+
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuffed(raw: bytes) -> bytes:
+    """The content as DATA sends it: leading dots doubled, ended by CRLF "." CRLF (RFC 5321 4.5.2)."""
+    stuffed = _LINE_START_DOT.sub(b"..", raw)
+    return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
 def _headers_ascii(raw: bytes) -> bool:

@@ -5,7 +5,8 @@ OS chose on 127.0.0.1 and keeps every accepted message as
 ``(mail_from, rcpt_tos, raw)``. Tests, ``bench/`` and ``binrelay demo`` send
 real SMTP to it. Optional AUTH (PLAIN/LOGIN), STARTTLS or implicit TLS (a
 self-signed certificate made at start, see ``cafile``) exercise those client
-paths.
+paths. It offers PIPELINING like Postfix (``pipelining=False``: a server that
+does not).
 
 Faults, settable while it runs (thread-safe):
 
@@ -15,7 +16,8 @@ Faults, settable while it runs (thread-safe):
   connection without a reply (the client cannot know it arrived);
 - ``close_after(n)``: in every session, answer the MAIL after ``n`` messages
   with ``421`` and close (a server shutting down mid-session);
-- ``data_delay``: seconds to stall before answering DATA.
+- ``data_delay``: seconds to stall before answering DATA;
+- ``hang_up()``: close every open session now (an idle timeout).
 
     with RecordingSink() as sink:
         ... send to 127.0.0.1:sink.port ...
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +82,16 @@ class _Handler:
         session.host_name = hostname
         with self._sink._lock:
             self._sink.stats.sessions += 1
+            if server.transport is not None:
+                self._sink._open.add(server.transport)
+        if self._sink._pipelining:
+            # aiosmtpd reads commands one after another, so pipelined ones are answered in order;
+            # it writes each reply on its own, so Nagle's algorithm must not hold the second back
+            # for the client's delayed ACK (40 ms): Postfix sends a group's replies together instead.
+            sock = server.transport.get_extra_info("socket") if server.transport is not None else None
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(
@@ -155,7 +168,9 @@ class RecordingSink:
         implicit_tls: bool = False,
         keep_bytes: bool = True,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
+        self._pipelining = pipelining  # offered, as Postfix does (RFC 2920)
         self._users = dict(users or {})
         self._smtputf8 = smtputf8  # False: a server that cannot take internationalised addresses
         self._implicit_tls = implicit_tls  # TLS from the first byte (port 465 style)
@@ -167,6 +182,7 @@ class RecordingSink:
         self._messages: list[tuple[str, list[str], bytes]] = []
         self._faults = _Faults()
         self.stats = SinkStats()
+        self._open: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()  # sessions that said EHLO
         self._controller: _Controller | None = None
         self._tempdir: Path | None = None
         self.cafile: Path | None = None
@@ -278,6 +294,14 @@ class RecordingSink:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults = _Faults()
+
+    def hang_up(self) -> None:
+        """Close every open session without a word, as a server's idle timeout does."""
+        assert self._controller is not None
+        with self._lock:
+            transports = list(self._open)
+        for transport in transports:
+            self._controller.loop.call_soon_threadsafe(transport.close)
 
     def _take_rejection(self, address: str) -> str | None:
         with self._lock:

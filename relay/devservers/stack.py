@@ -128,10 +128,7 @@ class LoopbackStack:
 
     def stop(self) -> None:
         if self.daemon is not None:
-            for source in self.daemon.sources:
-                source.close()
-            if self.daemon.engine is not None:
-                self.daemon.engine.dispose()
+            self.daemon.close()
         self.sink.stop()
         if self._own_dovecot:
             self.dovecot.remove()

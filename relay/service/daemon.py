@@ -26,7 +26,7 @@ from relay.approvals.timers import run_due
 from relay.approvals.timers import schedule as schedule_approvals
 from relay.config import load_config
 from relay.delivery.digest import digest_due, send_digests
-from relay.delivery.sender import deliver_pending
+from relay.delivery.sender import close_connections, deliver_pending
 from relay.ingest.imap import ImapSource
 from relay.ingest.lmtp import LmtpServer, start_lmtp
 from relay.ingest.maildir import MaildirSource
@@ -93,6 +93,15 @@ class Daemon:
         self.runtime.templates = Templates(config)
         self.runtime.signer = signer_for(config)  # a rotated key file is read again
         log.info("reloaded rules and members")
+
+    def close(self) -> None:
+        """End every session this process holds: mailboxes, SMTP (QUIT), the database pool."""
+        for source in self.sources:
+            source.close()
+        if self.runtime is not None:
+            close_connections(self.runtime)
+        if self.engine is not None:
+            self.engine.dispose()
 
     # -- one pass ---------------------------------------------------------
     def run_pass(self) -> PassResult:
