@@ -26,6 +26,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 
 DEFAULT_THRESHOLD = 0.38
 STOPWORDS = frozenset(
@@ -59,7 +60,7 @@ def trigrams(text: str) -> Counter[str]:
     return counts
 
 
-def cosine(a: Counter[str], b: Counter[str]) -> float:
+def cosine(a: Mapping[str, int], b: Mapping[str, int]) -> float:
     if not a or not b:
         return 0.0
     small, large = (a, b) if len(a) <= len(b) else (b, a)
@@ -71,3 +72,11 @@ def cosine(a: Counter[str], b: Counter[str]) -> float:
 def similarity(first: str, second: str) -> float:
     """0.0 (nothing in common) to 1.0 (the same words)."""
     return cosine(trigrams(first), trigrams(second))
+
+
+Signature = dict[str, int]
+
+
+def signature(text: str) -> Signature:
+    """What ``similarity`` compares, to store once per report: its trigram counts."""
+    return dict(trigrams(text))

@@ -259,7 +259,7 @@ def erase_member(session: Session, email: str, placeholder: str, now: datetime) 
     erased.messages = _rowcount(session.execute(
         update(Message).where(func.lower(Message.from_address) == address)
         .values(from_address=placeholder, raw=None, body_text=None, subject=None, message_id=None, error=None,
-                purged_at=now)
+                facts=None, signature=None, purged_at=now)
         .execution_options(synchronize_session=False)))
     session.flush()
     return erased

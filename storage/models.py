@@ -107,6 +107,11 @@ class Message(Base):
     from_address: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     body_text: Mapped[str | None] = mapped_column(Text)  # normalised; None once purged
+    # Parsed once at routing, reused afterwards (no path parses the raw bytes again):
+    # the From names and addresses and the attachments (mail.facts.MailFacts) ...
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # ... and a report's duplicate signature (rules.similarity.signature), for merging.
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.NEW)  # a MessageStatus
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]
@@ -188,6 +193,24 @@ class QueueItem(Base):
         Index("ix_queue_items_status", "status", "remind_at"),
         Index("ix_queue_items_created", "created_at"),
     )
+
+
+class DuplicateKey(Base):
+    """Where a held report can be found by a later one about the same incident: one row per ward
+    (``""`` without one), so candidates come from an index, not from reading the queue."""
+
+    __tablename__ = "duplicate_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The item a repeat of this report would join (the report's own, or the one it joined).
+    head_id: Mapped[int] = mapped_column(ForeignKey("queue_items.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))  # its signature
+    category: Mapped[str] = mapped_column(String(30))
+    ward: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_duplicate_keys_place", "category", "ward", "created_at"),
+                      Index("ix_duplicate_keys_head", "head_id"), Index("ix_duplicate_keys_message", "message_id"))
 
 
 class CorrectionField(StrEnum):

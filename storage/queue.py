@@ -9,15 +9,16 @@ PostgreSQL, exactly one changes the row and wins.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage.models import Alert, AuditEvent, ItemStatus, Message, QueueItem
+from storage.models import Alert, AuditEvent, DuplicateKey, ItemStatus, Message, QueueItem
 
 DECIDED_STATUSES = frozenset({ItemStatus.APPROVED, ItemStatus.REJECTED})
 # Timer columns: (when it is due, when it was done).
@@ -129,23 +130,47 @@ def expired_ids(session: Session, now: datetime, limit: int = 200) -> list[int]:
     return list(session.scalars(query))
 
 
-def merge_candidates(session: Session, *, kinds: Sequence[str], category: str | None, since: datetime,
-                     other_than_message: int, limit: int = 50) -> list[QueueItem]:
-    """Recent pending or approved heads of a category that a new report may repeat, newest first."""
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    head_id: int  # the item a repeat would join
+    signature: dict[str, Any]  # the earlier report's (rules.similarity.signature)
+
+
+def duplicate_candidates(session: Session, *, heads_of_kinds: Sequence[str], category: str, wards: Sequence[str],
+                         since: datetime, limit: int) -> list[DuplicateCandidate]:
+    """The newest reports (at most ``limit``) of ``category`` in one of ``wards`` since ``since`` whose
+    item is still pending or approved: read from the duplicate index, never the whole queue."""
+    head = aliased(QueueItem)
     query = (
-        select(QueueItem)
+        select(DuplicateKey.head_id, Message.signature)
+        .join(head, head.id == DuplicateKey.head_id)
+        .join(Message, Message.id == DuplicateKey.message_id)
         .where(
-            QueueItem.kind.in_(list(kinds)),
-            QueueItem.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
-            QueueItem.merged_into_id.is_(None),
-            QueueItem.category == category,
-            QueueItem.created_at >= since,
-            QueueItem.message_id != other_than_message,
+            DuplicateKey.category == category,
+            DuplicateKey.ward.in_(list(wards)),
+            DuplicateKey.created_at >= since,
+            head.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
+            head.kind.in_(list(heads_of_kinds)),
+            Message.signature.is_not(None),
         )
-        .order_by(QueueItem.id.desc())
+        .order_by(DuplicateKey.created_at.desc(), DuplicateKey.id.desc())
         .limit(limit)
     )
-    return list(session.scalars(query))
+    return [DuplicateCandidate(head_id, signature) for head_id, signature in session.execute(query)]
+
+
+def add_duplicate_keys(session: Session, *, head_id: int, message_id: int, category: str, wards: Sequence[str],
+                       now: datetime) -> None:
+    """Make a held report findable by later ones (one row per ward; ``""`` for none)."""
+    session.add_all(DuplicateKey(head_id=head_id, message_id=message_id, category=category, ward=ward,
+                                 created_at=now) for ward in (wards or [""]))
+
+
+def purge_duplicate_keys(session: Session, before: datetime) -> int:
+    """Keys older than any merge window: nothing can join through them any more."""
+    result = session.execute(delete(DuplicateKey).where(DuplicateKey.created_at < before)
+                             .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def merged_into(session: Session, head_id: int, newest: int | None = None) -> list[QueueItem]:

@@ -39,7 +39,7 @@ def purge_messages(session: Session, cutoff: datetime, now: datetime, batch: int
     if ids:
         session.execute(update(Message).where(Message.id.in_(ids)).values(
             raw=None, body_text=None, subject=None, from_address=None, message_id=None, error=None,
-            purged_at=now,
+            facts=None, signature=None, purged_at=now,
         ))
     return len(ids)
 

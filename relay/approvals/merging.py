@@ -9,9 +9,12 @@ group once, from any of its requests, and approving sends one alert. A report
 like one that was already approved becomes an update to the sent alert, for
 the coordinators to pass on (threaded) or not.
 
-However large a group grows (a fire seen by a whole street), a new report is
-compared with the group's first report and its ``COMPARED_NEWEST`` newest
-only, from the stored normalised text: the cost per message stays bounded.
+Each held report's trigram counts are stored with its message when it is
+first compared (its signature), and the report is entered in the duplicate
+index under its category and wards (``storage.queue.add_duplicate_keys``). A
+new report is compared with the ``COMPARED_NEWEST`` newest reports the index
+gives for its category, wards and window, from their stored signatures: its
+cost does not grow with the queue, however large a group or a backlog gets.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from relay.config import Config
-from rules.similarity import similarity
+from rules.similarity import Signature, cosine, signature
 from storage.models import ClassificationRecord, ItemKind, ItemStatus, Message, QueueItem
-from storage.queue import merge_candidates, merged_into
+from storage.queue import add_duplicate_keys, duplicate_candidates, merged_into
 
 MERGEABLE_KINDS = (ItemKind.REPORT, ItemKind.UNKNOWN_SENDER)
-COMPARED_NEWEST = 8  # merged reports of a group a new one is compared with, besides the first
+# Earlier reports (of any group) a new one is compared with: the newest in its category, wards and window.
+COMPARED_NEWEST = 50
 
 
 @dataclass(frozen=True)
@@ -40,45 +44,57 @@ class Duplicate:
         return self.head.status == ItemStatus.APPROVED and self.head.alert_id is not None
 
 
+def merging_on(config: Config, cls: ClassificationRecord, kind: str) -> bool:
+    return kind in MERGEABLE_KINDS and bool(cls.category) and config.approval.merge_window_minutes > 0
+
+
 def find_duplicate(config: Config, session: Session, message: Message, cls: ClassificationRecord,
                    kind: str, now: datetime) -> Duplicate | None:
     """The earlier item this report repeats, if any (the most alike one)."""
-    if kind not in MERGEABLE_KINDS or not cls.category or config.approval.merge_window_minutes == 0:
+    if not merging_on(config, cls, kind) or cls.category is None:
         return None
-    text = report_text(message)
-    if not text.strip():
+    mine = report_signature(message)
+    if not mine:
         return None
-    best: Duplicate | None = None
-    for candidate in _candidates(config, session, message, cls, now):
-        score = max((similarity(text, other) for other in group_texts(session, candidate)), default=0.0)
-        if score >= config.approval.merge_similarity and (best is None or score > best.score):
-            best = Duplicate(candidate, score)
-    return best
-
-
-def _candidates(config: Config, session: Session, message: Message, cls: ClassificationRecord,
-                now: datetime) -> list[QueueItem]:
     since = now - timedelta(minutes=config.approval.merge_window_minutes)
-    recent = merge_candidates(session, kinds=MERGEABLE_KINDS, category=cls.category, since=since,
-                              other_than_message=message.id)
-    wards = set(cls.wards or [])
-    return [item for item in recent if _same_place(wards, set(item.proposed_wards or []))]
+    scores: dict[int, float] = {}
+    for candidate in duplicate_candidates(session, heads_of_kinds=MERGEABLE_KINDS, category=cls.category,
+                                          wards=place_keys(cls.wards), since=since, limit=COMPARED_NEWEST):
+        score = cosine(mine, candidate.signature)
+        if score >= config.approval.merge_similarity and score > scores.get(candidate.head_id, 0.0):
+            scores[candidate.head_id] = score
+    if not scores:
+        return None
+    head_id = max(scores, key=lambda key: (scores[key], key))
+    head = session.get(QueueItem, head_id)
+    return Duplicate(head, scores[head_id]) if head is not None else None
 
 
-def _same_place(first: set[str], second: set[str]) -> bool:
-    """Overlapping wards, or both without a ward."""
-    return bool(first & second) if first and second else not first and not second
+def remember_report(session: Session, message: Message, cls: ClassificationRecord, head: QueueItem,
+                    now: datetime) -> None:
+    """Enter a held report in the duplicate index, under the item a repeat of it would join
+    (its own, or the one it was merged into or is an update of)."""
+    if cls.category is None or not report_signature(message):
+        return
+    add_duplicate_keys(session, head_id=head.id, message_id=message.id, category=cls.category,
+                       wards=place_keys(head.proposed_wards), now=now)
+
+
+def place_keys(wards: list[str] | None) -> list[str]:
+    """The index's places: each ward, or ``""`` for a report without one (it matches only those)."""
+    return sorted(set(wards or [])) or [""]
+
+
+def report_signature(message: Message) -> Signature:
+    """The message's stored signature, made (once) from its text when it has none yet."""
+    if message.signature is None:
+        message.signature = signature(report_text(message))
+    return message.signature
 
 
 def group_of(session: Session, head: QueueItem, newest: int | None = None) -> list[QueueItem]:
     """The reports merged into ``head`` (the ``newest`` so many), oldest first (``head`` itself not included)."""
     return merged_into(session, head.id, newest)
-
-
-def group_texts(session: Session, head: QueueItem) -> list[str]:
-    """The texts a new report is compared with: the first report's and the newest merged ones'."""
-    items = [head, *group_of(session, head, COMPARED_NEWEST)]
-    return [report_text(item.message) for item in items if item.message is not None]
 
 
 def head_of(session: Session, item: QueueItem | None) -> QueueItem | None:

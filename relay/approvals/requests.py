@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mail.message import ParsedMail, parse_mail
-from relay.approvals.merging import Duplicate, find_duplicate, group_of
+from mail.message import ParsedMail
+from relay.approvals.merging import Duplicate, find_duplicate, group_of, merging_on, remember_report
 from relay.approvals.tokens import issue_token, placeholder_hash
 from relay.config import Config
 from relay.delivery import compose
 from relay.delivery.scrub import public_address
 from relay.service import texts
+from relay.service.facts import facts_of
 from relay.service.identity import identity_of
 from relay.service.runtime import Runtime
 from rules.addresses import find_tag
@@ -91,6 +92,8 @@ def hold(rt: Runtime, session: Session, message: Message, mail: ParsedMail, cls:
         alert_id=alert.id if linked and alert is not None else None,
         proposed_recipient=alert.original_sender if linked and alert is not None else None,
     )
+    if merging_on(rt.config, cls, kind):
+        remember_report(session, message, cls, item, now)
     token = issue_token(rt.signer, item)
     recipients = send_request(rt, session, item, token, now=now)
     audit.record(
@@ -138,6 +141,7 @@ def hold_duplicate(rt: Runtime, session: Session, message: Message, mail: Parsed
                                           "score": round(duplicate.score, 2)}]
     else:
         item.status = ItemStatus.MERGED
+    remember_report(session, message, cls, head, now)
     token = issue_token(rt.signer, item)
     shown = item if sent else head
     asked = sent or refreshes_request(merged_count(session, head.id) + 1)
@@ -251,12 +255,12 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
     """Everything an approval request (or reminder) shows, for the template."""
     config = rt.config
     message = item.message
-    mail = _mail_of(message, config)
+    facts = facts_of(message, config.limits.max_message_bytes)
     alert = session.get(Alert, item.alert_id) if item.alert_id else None
     return {
         "item": item,
         "kind": item.kind,
-        "sender": sender_label(session, config, item, message, mail, language),
+        "sender": sender_label(session, config, item, message, language),
         "sender_check": sender_check(message, language),
         "network_wide": bool(config.network.coordinators),
         "unknown_sender": item.kind == ItemKind.UNKNOWN_SENDER,
@@ -265,19 +269,19 @@ def request_context(rt: Runtime, session: Session, item: QueueItem, language: st
         "urgent": item.urgency == "urgent",
         "category_example": _category_example(rt, item, language),
         "wards": texts.ward_names(config, item.target_wards or item.proposed_wards, language),
-        "original_subject": compose.header_safe(_subject_of(message, mail)),
+        "original_subject": compose.header_safe((message.subject or "") if message is not None else ""),
         "explanation": _explanation(message),
         "warnings": texts.warning_lines(item.warnings or [], language),
         "appearance_advice": _appearance_advice(rt, item, language),
-        "text": texts.trim_text(item.edited_text or _text_of(message, mail), MAX_REQUEST_TEXT, language),
+        "text": texts.trim_text(item.edited_text or _text_of(message), MAX_REQUEST_TEXT, language),
         "attachments": [
             f"{a.filename or '(naamloos)'} ({a.content_type}, {texts.human_size(a.size)})"
-            for a in (mail.attachments if mail else [])
+            for a in facts.attachments
         ],
         "alert_subject": alert.subject if alert else None,
         # The newest merged reports, from their stored text (a group may hold hundreds).
         "merged": [
-            texts.trim_text(_text_of(child.message, None), MAX_REQUEST_TEXT, language)
+            texts.trim_text(_text_of(child.message), MAX_REQUEST_TEXT, language)
             for child in group_of(session, item, MAX_MERGED_SHOWN)
         ],
         "merged_count": merged_count(session, item.id),
@@ -305,21 +309,13 @@ def sender_check(message: Message | None, language: str) -> dict[str, Any]:
     return {"assurance": record.sender_assurance, "claimed": claimed, "why": notes[0] if notes else ""}
 
 
-def _text_of(message: Message | None, mail: ParsedMail | None) -> str:
-    """The message text; the stored normalised body once the raw bytes are purged."""
-    if mail is not None:
-        return mail.text
+def _text_of(message: Message | None) -> str:
+    """The message text, as routing stored it."""
     return (message.body_text or "") if message is not None else ""
 
 
-def _subject_of(message: Message | None, mail: ParsedMail | None) -> str:
-    if mail is not None:
-        return mail.subject
-    return (message.subject or "") if message is not None else ""
-
-
 def sender_label(session: Session, config: Config, item: QueueItem, message: Message | None,
-                 mail: ParsedMail | None, language: str) -> str:
+                 language: str) -> str:
     """Who sent it, as the coordinator sees it: a partner's name, an unknown address
     (flagged), or "buurtbewoner uit <ward>" -- a member's address is never shown."""
     address = sender_of(message) or "?"
@@ -347,12 +343,6 @@ def _appearance_advice(rt: Runtime, item: QueueItem, language: str) -> str | Non
         return None
     advice = rt.classifier.rules.safeguards.get("appearance_advice", {}).get(language)
     return str(advice) if advice else None
-
-
-def _mail_of(message: Message | None, config: Config) -> ParsedMail | None:
-    if message is None or message.raw is None:
-        return None
-    return parse_mail(message.raw, config.limits.max_message_bytes)
 
 
 def send_request(

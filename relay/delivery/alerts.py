@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mail.message import Attachment, parse_mail
+from mail.message import Attachment
 from relay.config import Config, PartnerConfig
 from relay.delivery import compose
 from relay.delivery.scrub import MemberScrub
+from relay.service.facts import facts_of
 from relay.service.runtime import Runtime
 from relay.service.texts import category_label
 from relay.service.tokens import new_token
@@ -117,8 +118,7 @@ def member_scrub(config: Config, item: QueueItem, message: Message | None, repor
     if item.source in PARTNERS or message is None:
         return MemberScrub(config)
     names = [reporter.name] if reporter is not None and reporter.name else []
-    if message.raw:
-        names += [name for name, _ in parse_mail(message.raw, None).from_addresses if name]
+    names += [name for name, _ in facts_of(message).from_addresses if name]
     return MemberScrub.for_reporter(config, names)
 
 
@@ -151,11 +151,11 @@ def source_label(config: Config, source: str, ward: str | None, partner: str | N
 def passing_attachments(config: Config, source: str, message: Message | None) -> list[dict[str, Any]]:
     """Partners' attachments pass; residents' only when the operator allows it (privacy)."""
     if message is None or not message.raw:
-        return []
+        return []  # purged: nothing left to pass on
     if source not in PARTNERS and not config.delivery.resident_attachments:
         return []
-    mail = parse_mail(message.raw, config.limits.max_message_bytes)
-    return [_attachment_ref(part) for part in mail.attachments if part.disposition == "attachment" or part.filename]
+    found = facts_of(message, config.limits.max_message_bytes).attachments
+    return [_attachment_ref(part) for part in found if part.disposition == "attachment" or part.filename]
 
 
 def _attachment_ref(part: Attachment) -> dict[str, Any]:
@@ -229,13 +229,12 @@ def _notify_partners(rt: Runtime, session: Session, item: QueueItem, alert: Aler
 def _contact(message: Message | None, reporter: Member | None, config: Config) -> dict[str, str]:
     """The reporter's contact details, for partners only (the police may need them)."""
     contact: dict[str, str] = {}
-    if message is not None and message.raw:
-        mail = parse_mail(message.raw, config.limits.max_message_bytes)
-        if mail.from_addresses:
-            name, address = mail.from_addresses[0]
-            if name:
-                contact["name"] = compose.header_safe(name)
-            contact["email"] = address
+    senders = facts_of(message, config.limits.max_message_bytes).from_addresses
+    if senders:
+        name, address = senders[0]
+        if name:
+            contact["name"] = compose.header_safe(name)
+        contact["email"] = address
     if reporter is not None:
         if reporter.name:
             contact["name"] = reporter.name

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from relay.members.erasure import erase_address
 from relay.service.runtime import Runtime
 from storage import limits, workers
+from storage.queue import purge_duplicate_keys
 from storage.retention import (
     former_members,
     purge_alerts,
@@ -68,6 +69,8 @@ def purge(rt: Runtime, now: datetime) -> PurgeStats:
     with rt.sessions() as session, session.begin():
         limits.purge_before(session, cutoff)
         workers.forget_jobs_before(session, cutoff)
+        # Older than any merge window: no report can join through these any more.
+        purge_duplicate_keys(session, now - timedelta(minutes=rt.config.approval.merge_window_minutes + 60))
     if stats.total:
         log.info("retention: purged %d messages, %d alerts, %d deliveries, %d audit events, %d queue items, "
                  "%d confirmations and erased %d former members, older than %s", stats.messages, stats.alerts,

@@ -17,6 +17,7 @@ from threading import Event
 
 from sqlalchemy.orm import Session
 
+from mail.facts import MailFacts
 from mail.message import ParsedMail, parse_mail
 from relay.approvals.answers import handle_reply
 from relay.approvals.requests import hold
@@ -102,7 +103,10 @@ def classify_message(
     # What could not be read comes first: the request shows only the first lines.
     row.explanation = [*understanding_problems(mail, rt.config.limits.max_header_bytes), *row.explanation]
     message.classification = row
+    # Parsed once: later steps read these instead of the raw bytes (relay.service.facts).
     message.body_text = mail.text
+    message.subject = mail.subject
+    message.facts = MailFacts.of(mail).as_json()
     # The one sender identity: what every later path acts on (ingest's quick header scan only guessed).
     message.from_address = result.sender
     session.add(row)
