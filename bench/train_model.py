@@ -155,7 +155,7 @@ def _export(vectoriser: DictVectorizer, tfidf: TfidfTransformer, model: Logistic
 
 def export(model: LinearModel) -> dict[str, Any]:
     return {"labels": model.labels, "intercepts": model.intercepts,
-            "features": {name: [idf, {str(k): w for k, w in weights.items()}]
+            "features": {name: [idf, {str(k): w for k, w in enumerate(weights) if w}]
                          for name, (idf, weights) in model.features.items()}}
 
 

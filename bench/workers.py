@@ -12,8 +12,9 @@ load before any daemon runs:
 - ``--reports`` incoming reports (``tests.mailgen.varied_messages``: residents
   and police, in every MIME shape) in the shared INBOX;
 - ``--replies`` member mails in the same INBOX: half are subscriptions from new
-  residents ("AANMELDEN 5221", answered with a confirmation), half are members'
-  replies to their copy of the alert (held for the coordinators).
+  residents ("AANMELDEN 5221", answered with a confirmation up to
+  ``limits.confirmations_per_hour``, 30 by default), half are members' replies
+  to their copy of the alert (held for the coordinators).
 
 Then N real daemon processes start against the same configuration file and
 the bench polls the database until every incoming message is stored and
@@ -317,12 +318,14 @@ def stop_daemons(daemons: list[subprocess.Popen[bytes]]) -> list[int | None]:
     return [daemon.returncode for daemon in daemons]
 
 
-def run_one(workers: int, args: argparse.Namespace, pg: PrivatePostgres, dovecot: PrivateDovecot,
+def run_one(run: int, workers: int, args: argparse.Namespace, pg: PrivatePostgres, dovecot: PrivateDovecot,
             sink: SinkProcess) -> Outcome:
+    """One fresh database and mailbox, the load, ``workers`` daemons until it is all done."""
     with tempfile.TemporaryDirectory(prefix=f"binrelay-workers-{workers}-") as tmp:
         workdir = Path(tmp)
-        db_url = pg.create_database(f"workers_{workers}")
-        user = f"bin-workers-{workers}@bin-demo.nl"
+        database = f"workers_{run}_{workers}"
+        db_url = pg.create_database(database)
+        user = f"bin-workers-{run}-{workers}@bin-demo.nl"
         config_path = write_config(workdir, dovecot, user, sink.port, db_url, args.connections)
         engine = make_engine(db_url)
         try:
@@ -360,7 +363,7 @@ def run_one(workers: int, args: argparse.Namespace, pg: PrivatePostgres, dovecot
             fanout_s = (last_copy - started_at).total_seconds() if last_copy is not None else float("inf")
         finally:
             engine.dispose()
-            pg.drop_database(f"workers_{workers}")
+            pg.drop_database(database)
         stats = sink.stats()
         finished = sent_s != float("inf")
         if not finished or any(code != 0 for code in exit_codes):
@@ -403,8 +406,8 @@ def main() -> int:
     sink = SinkProcess()
     try:
         with PrivatePostgres() as pg, PrivateDovecot() as dovecot:
-            for workers in args.workers:
-                outcome = run_one(workers, args, pg, dovecot, sink)
+            for run, workers in enumerate(args.workers):
+                outcome = run_one(run, workers, args, pg, dovecot, sink)
                 outcomes.append(outcome)
                 print(f"  N={workers}: {outcome.incoming} incoming, {outcome.outbox} outbox rows, "
                       f"done in {outcome.sent_s:.1f} s", flush=True)

@@ -279,7 +279,7 @@ class Classifier:
                                  operator=scores.operator, operator_point=OPERATOR_POINT)
         named = max(weighed.probabilities, key=lambda label: weighed.probabilities[label]) if weighed.unsure \
             else weighed.label
-        line = explain("category", named, weighed.probabilities[named], model.category.evidence(counts, named))
+        line = explain("category", named, weighed.probabilities[named], model.category.evidence(weighed.vector, named))
         if weighed.unsure:
             sure = model.blend.get("category_sure", 0.0)
             explanation.append(f"{line}; not sure enough (below {sure:.0%}) where the rules found nothing: other")
@@ -291,7 +291,7 @@ class Classifier:
         weighed = weigh_urgency(model.urgency, counts, ruled, model.blend.get("urgency_rules", 0.0))
         best = weighed.label
         agree = "the rules agree" if best == ruled else f"the rules said {ruled}"
-        explanation.append(f"{explain('urgency', best, weighed.probabilities[best], model.urgency.evidence(counts, best))}"
+        explanation.append(f"{explain('urgency', best, weighed.probabilities[best], model.urgency.evidence(weighed.vector, best))}"
                            f"; {agree}")
         return best
 

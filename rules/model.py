@@ -77,7 +77,7 @@ def _zone_features(folded: str, context: Context, ignored: frozenset[str]) -> li
     found.extend(f"{a} {b}" for a, b in pairwise(words))
     for word in words:
         if "_" not in word:
-            found.extend(_letter_groups(word))
+            found.extend(letter_groups(word))
     return found
 
 
@@ -88,10 +88,11 @@ def _scope_mark(scopes: frozenset[Scope]) -> str | None:
     return "now" if Scope.NOW in scopes else None
 
 
-def _letter_groups(word: str) -> list[str]:
+@lru_cache(maxsize=65536)  # words repeat from message to message; their letter groups never change
+def letter_groups(word: str) -> tuple[str, ...]:
     padded = f"<{word}>"
     shortest, longest = LETTER_GROUPS
-    return [f"#{padded[i:i + n]}" for n in range(shortest, longest + 1) for i in range(len(padded) - n + 1)]
+    return tuple(f"#{padded[i:i + n]}" for n in range(shortest, longest + 1) for i in range(len(padded) - n + 1))
 
 
 def explain(question: str, label: str, probability: float, evidence: list[tuple[str, float]]) -> str:
@@ -100,46 +101,52 @@ def explain(question: str, label: str, probability: float, evidence: list[tuple[
     return f"model: {question} {label} ({probability:.0%}): {shown}"
 
 
+Vector = dict[str, float]  # a message's features as the model weighs them (see ``LinearModel.vector``)
+
+
 class LinearModel:
     """One question's model: a vocabulary with IDF weights, and per feature its weight per label."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.labels: list[str] = list(data["labels"])
         self.intercepts: list[float] = [float(x) for x in data["intercepts"]]
-        # feature -> (idf, {label index: weight})
-        self.features: dict[str, tuple[float, dict[int, float]]] = {
-            name: (float(idf), {int(k): float(w) for k, w in weights.items()})
+        # feature -> (idf, its weight for each label in order); a label the file leaves out weighs 0.
+        self.features: dict[str, tuple[float, tuple[float, ...]]] = {
+            name: (float(idf), tuple(float(weights.get(str(index), 0.0)) for index in range(len(self.labels))))
             for name, (idf, weights) in data["features"].items()
         }
 
     def probabilities(self, counts: Features) -> dict[str, float]:
-        scores = self._scores(self._vector(counts))
+        return self.probabilities_of(self.vector(counts))
+
+    def probabilities_of(self, vector: Vector) -> dict[str, float]:
+        scores = self._scores(vector)
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         total = sum(exps)
         return {label: e / total for label, e in zip(self.labels, exps, strict=True)}
 
-    def evidence(self, counts: Features, label: str, shown: int = 4) -> list[tuple[str, float]]:
+    def evidence(self, vector: Vector, label: str, shown: int = 4) -> list[tuple[str, float]]:
         """The features that pushed most towards ``label``, strongest first; readable ones before letter groups."""
         index = self.labels.index(label)
-        pushes = sorted(((name, value * self.features[name][1].get(index, 0.0))
-                         for name, value in self._vector(counts).items()), key=lambda item: -item[1])
+        pushes = sorted(((name, value * self.features[name][1][index]) for name, value in vector.items()),
+                        key=lambda item: -item[1])
         positive = [item for item in pushes if item[1] > 0]
         readable = [item for item in positive if not item[0].startswith("#")]
         return (readable or positive)[:shown]
 
-    def _vector(self, counts: Features) -> dict[str, float]:
+    def vector(self, counts: Features) -> Vector:
         """Sublinear TF times IDF, l2-normalised, over the features the model knows."""
-        vector = {name: (1.0 + math.log(count)) * self.features[name][0]
-                  for name, count in counts.items() if name in self.features}
+        known = self.features
+        vector = {name: (1.0 + math.log(count)) * known[name][0] for name, count in counts.items() if name in known}
         norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
         return {name: v / norm for name, v in vector.items()}
 
-    def _scores(self, vector: dict[str, float]) -> list[float]:
+    def _scores(self, vector: Vector) -> list[float]:
         scores = list(self.intercepts)
+        known = self.features
         for name, value in vector.items():
-            for index, weight in self.features[name][1].items():
-                scores[index] += value * weight
+            scores = [score + value * weight for score, weight in zip(scores, known[name][1], strict=True)]
         return scores
 
 
@@ -147,6 +154,7 @@ class LinearModel:
 class Weighed:
     label: str
     probabilities: dict[str, float]
+    vector: Vector  # what the model weighed (for ``LinearModel.evidence``)
     unsure: bool = False  # the model named a category where the rules found none, but not surely enough
 
 
@@ -157,7 +165,8 @@ def weigh_category(model: LinearModel, counts: Features, points: dict[str, float
     plus ``operator_point`` per point of the operator's own terms; where the rules found nothing, the
     model's answer only when it is at least ``blend["category_sure"]``. One home for rules.engine and
     bench/train_model.py."""
-    probabilities = model.probabilities(counts)
+    vector = model.vector(counts)
+    probabilities = model.probabilities_of(vector)
     per_point, cap = blend.get("category_points", 0.0), blend.get("points_cap", 20.0)
     operator = operator or {}
 
@@ -168,16 +177,17 @@ def weigh_category(model: LinearModel, counts: Features, points: dict[str, float
 
     best = max(model.labels, key=combined)
     if ruled == "other" and best != ruled and not operator and probabilities[best] < blend.get("category_sure", 0.0):
-        return Weighed("other", probabilities, unsure=True)
-    return Weighed(best, probabilities)
+        return Weighed("other", probabilities, vector, unsure=True)
+    return Weighed(best, probabilities, vector)
 
 
 def weigh_urgency(model: LinearModel, counts: Features, ruled: str, bonus: float) -> Weighed:
     """The urgency: the model's log-probability, ``bonus`` more for the rules' reading."""
-    probabilities = model.probabilities(counts)
+    vector = model.vector(counts)
+    probabilities = model.probabilities_of(vector)
     best = max(model.labels, key=lambda label: math.log(max(probabilities.get(label, 0.0), 1e-9))
                + (bonus if label == ruled else 0.0))
-    return Weighed(best, probabilities)
+    return Weighed(best, probabilities, vector)
 
 
 @dataclass(frozen=True)
