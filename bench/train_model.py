@@ -156,7 +156,7 @@ def _export(vectoriser: DictVectorizer, tfidf: TfidfTransformer, model: Logistic
 def export(model: LinearModel) -> dict[str, Any]:
     return {"labels": model.labels, "intercepts": model.intercepts,
             "features": {name: [idf, {str(k): w for k, w in enumerate(weights) if w}]
-                         for name, (idf, weights) in model.features.items()}}
+                         for name, (idf, weights) in model.feature_weights().items()}}
 
 
 # ---------------------------------------------------------------- the weight of the rules
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     MODEL_FILE.write_text(json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n",
                           encoding="utf-8")
     print(f"wrote {MODEL_FILE.relative_to(ROOT)} ({MODEL_FILE.stat().st_size // 1024} KiB, "
-          f"{len(category_model.features)} + {len(urgency_model.features)} features)")
+          f"{len(category_model.names)} + {len(urgency_model.names)} features)")
     return 0
 
 

@@ -9,6 +9,20 @@ _REPLY_PREFIX = re.compile(r"^\s*((re|antw|aw|sv|vs|wg)\s*(\[\d+\])?\s*:\s*)+", 
 _FORWARD_PREFIX = re.compile(r"^\s*((fw|fwd|doorst|tr|wg)\s*:\s*)+", re.IGNORECASE)
 
 
+class _FoldTable(dict[int, str]):
+    """``str.translate``'s table for ``fold``: each character's folded form, worked out on first sight."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[:1] or char
+        folded = "'" if char in "\u2018\u2019" else (base if base.isascii() else char)
+        self[code] = folded
+        return folded
+
+
+_FOLDED = _FoldTable()
+
+
 def fold(text: str) -> str:
     """Lower case without accents, the form every matcher and comparison works on.
 
@@ -18,11 +32,7 @@ def fold(text: str) -> str:
     lowered = text.lower()
     if lowered.isascii():
         return lowered
-    folded = []
-    for char in lowered:
-        base = unicodedata.normalize("NFKD", char)[:1] or char
-        folded.append(base if base.isascii() else char)
-    return "".join(folded).replace("\u2019", "'").replace("\u2018", "'")
+    return lowered.translate(_FOLDED)
 
 
 def clean_subject(subject: str) -> str:

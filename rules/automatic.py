@@ -47,6 +47,9 @@ _CHALLENGE = re.compile(
     r"this (?:account|mailbox|address) is protected by",
     re.IGNORECASE,
 )
+# Every alternative of _CHALLENGE holds one of these: a text with none of them needs no search.
+_CHALLENGE_HINTS = ("boxbe", "bluebottle", "spam", "mailblocks", "choicemail", "tmda", "guest", "wait", "you",
+                    "approved", "challenge", "protected")
 # A list server refusing our post, or holding it: its own notice, not a member's words.
 _LIST_ROBOT = re.compile(
     r"(?:are|is) not (?:a )?(?:member|subscriber) of (?:this|the|our) (?:mailing )?list|"
@@ -82,6 +85,9 @@ def challenge_reason(mail: ParsedMail) -> str | None:
         value = mail.header(name)
         if value is not None:
             return f"challenge-response: header {name}"
+    start = mail.text[:_SCAN_CHARS].lower()
+    if not any(hint in start for hint in _CHALLENGE_HINTS):
+        return None
     found = _CHALLENGE.search(_own_words(mail))
     if found:
         return f"challenge-response: '{_one_line(found.group(0))[:80]}'"

@@ -548,8 +548,11 @@ def _up_to_original(text: str) -> str:
 def _from_text(notice: _Notice, verp_id: str | None, hard: bool) -> Bounce | None:
     mail = notice.mail
     daemon = _from_daemon(mail)
+    subject = bool(_SUBJECT.search(mail.subject))
+    if not (hard or subject or daemon or verp_id is not None):
+        return None  # nothing says mail system: a notice's words alone make no bounce (and need no search)
     body = bool(_BODY.search(notice.words))
-    soft = sum((bool(_SUBJECT.search(mail.subject)), daemon, body))
+    soft = sum((subject, daemon, body))
     if not (hard or soft >= 2 or (verp_id is not None and soft >= 1)):
         return None
     named = _named_recipients(notice)

@@ -27,6 +27,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rules.context import Context, Readings, Scope, Vocabulary, not_now, read
 
 MODEL_FILE = Path(__file__).with_name("defaults") / "model.json"
@@ -101,53 +103,68 @@ def explain(question: str, label: str, probability: float, evidence: list[tuple[
     return f"model: {question} {label} ({probability:.0%}): {shown}"
 
 
-Vector = dict[str, float]  # a message's features as the model weighs them (see ``LinearModel.vector``)
+@dataclass(frozen=True)
+class Vector:
+    """A message's features as one model weighs them: which of its features, and their values."""
+
+    rows: np.ndarray  # the features' rows in the model's tables
+    values: np.ndarray  # sublinear TF times IDF, l2-normalised
 
 
 class LinearModel:
-    """One question's model: a vocabulary with IDF weights, and per feature its weight per label."""
+    """One question's model: a vocabulary with IDF weights, and per feature its weight per label.
+
+    The weights are one matrix (a row per feature, a column per label), so a
+    message's scores are one product over the rows of its features.
+    """
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.labels: list[str] = list(data["labels"])
         self.intercepts: list[float] = [float(x) for x in data["intercepts"]]
-        # feature -> (idf, its weight for each label in order); a label the file leaves out weighs 0.
-        self.features: dict[str, tuple[float, tuple[float, ...]]] = {
-            name: (float(idf), tuple(float(weights.get(str(index), 0.0)) for index in range(len(self.labels))))
-            for name, (idf, weights) in data["features"].items()
-        }
+        table = data["features"]
+        self.names: list[str] = list(table)
+        self.rows: dict[str, int] = {name: row for row, name in enumerate(self.names)}
+        self.idf = np.array([float(idf) for idf, _ in table.values()])
+        # A label the file leaves out of a feature's weights weighs 0 for it.
+        self.weights = np.zeros((len(self.names), len(self.labels)))
+        for row, (_, weights) in enumerate(table.values()):
+            for label, weight in weights.items():
+                self.weights[row, int(label)] = float(weight)
+        self._intercepts = np.array(self.intercepts)
 
     def probabilities(self, counts: Features) -> dict[str, float]:
         return self.probabilities_of(self.vector(counts))
 
     def probabilities_of(self, vector: Vector) -> dict[str, float]:
-        scores = self._scores(vector)
-        top = max(scores)
-        exps = [math.exp(s - top) for s in scores]
-        total = sum(exps)
-        return {label: e / total for label, e in zip(self.labels, exps, strict=True)}
+        scores = self._intercepts + vector.values @ self.weights[vector.rows]
+        exps = np.exp(scores - scores.max())
+        return {label: float(e) for label, e in zip(self.labels, exps / exps.sum(), strict=True)}
 
     def evidence(self, vector: Vector, label: str, shown: int = 4) -> list[tuple[str, float]]:
         """The features that pushed most towards ``label``, strongest first; readable ones before letter groups."""
-        index = self.labels.index(label)
-        pushes = sorted(((name, value * self.features[name][1][index]) for name, value in vector.items()),
-                        key=lambda item: -item[1])
-        positive = [item for item in pushes if item[1] > 0]
-        readable = [item for item in positive if not item[0].startswith("#")]
+        pushes = vector.values * self.weights[vector.rows, self.labels.index(label)]
+        positive: list[tuple[str, float]] = []
+        readable: list[tuple[str, float]] = []
+        for k in np.argsort(-pushes, kind="stable"):  # stable: ties keep the message's order
+            if pushes[k] <= 0 or len(readable) >= shown:
+                break
+            item = (self.names[vector.rows[k]], float(pushes[k]))
+            positive.append(item)
+            if not item[0].startswith("#"):
+                readable.append(item)
         return (readable or positive)[:shown]
 
     def vector(self, counts: Features) -> Vector:
         """Sublinear TF times IDF, l2-normalised, over the features the model knows."""
-        known = self.features
-        vector = {name: (1.0 + math.log(count)) * known[name][0] for name, count in counts.items() if name in known}
-        norm = math.sqrt(sum(v * v for v in vector.values())) or 1.0
-        return {name: v / norm for name, v in vector.items()}
+        known = [(self.rows[name], count) for name, count in counts.items() if name in self.rows]
+        rows = np.array([row for row, _ in known], dtype=np.intp)
+        values = (1.0 + np.log(np.array([count for _, count in known], dtype=float))) * self.idf[rows]
+        norm = float(np.sqrt(values @ values)) or 1.0
+        return Vector(rows, values / norm)
 
-    def _scores(self, vector: Vector) -> list[float]:
-        scores = list(self.intercepts)
-        known = self.features
-        for name, value in vector.items():
-            scores = [score + value * weight for score, weight in zip(scores, known[name][1], strict=True)]
-        return scores
+    def feature_weights(self) -> dict[str, tuple[float, list[float]]]:
+        """Every feature with its IDF and its weight per label (to write the model file again)."""
+        return {name: (float(self.idf[row]), [float(w) for w in self.weights[row]]) for name, row in self.rows.items()}
 
 
 @dataclass(frozen=True)
