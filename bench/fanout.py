@@ -20,7 +20,6 @@ import os
 import resource
 import smtplib
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from sqlalchemy import select
 from relay.delivery.alerts import publish_alert
 from relay.delivery.render import AlertRenderer
 from relay.delivery.sender import close_connections, deliver_pending
+from relay.devservers.smtpsink import SinkProcess
 from relay.service.clock import SystemClock
 from relay.service.runtime import Runtime, build_runtime
 from storage.db import make_engine, migrate, session_factory
@@ -46,35 +46,6 @@ from tests.delivery_world import add_members, approved_item, make_config, report
 os.environ.setdefault("BINRELAY_TEST_TOKEN_KEY", "a token key for the fan-out bench only")
 RATIO_TARGET = 0.8
 RSS_TARGET_MB = 200
-
-
-class SinkProcess:
-    """``python -m relay.devservers.smtpsink`` in a child process."""
-
-    def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "relay.devservers.smtpsink"], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        assert self._process.stdout is not None
-        self.port = int(self._process.stdout.readline())
-
-    def _ask(self, command: str) -> int:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(command + "\n")
-        self._process.stdin.flush()
-        return int(self._process.stdout.readline())
-
-    def count(self) -> int:
-        return self._ask("count")
-
-    def clear(self) -> None:
-        self._ask("clear")
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        self._process.wait(timeout=10)
 
 
 def raw_baseline(port: int, messages: int, connections: int, sample: bytes) -> float:

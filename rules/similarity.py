@@ -27,6 +27,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 DEFAULT_THRESHOLD = 0.38
 STOPWORDS = frozenset(
@@ -74,9 +75,23 @@ def similarity(first: str, second: str) -> float:
     return cosine(trigrams(first), trigrams(second))
 
 
-Signature = dict[str, int]
+# What a report is compared by, stored once: {"grams": trigram counts, "norm": their length}.
+Signature = dict[str, Any]
 
 
 def signature(text: str) -> Signature:
-    """What ``similarity`` compares, to store once per report: its trigram counts."""
-    return dict(trigrams(text))
+    """What ``similarity`` compares, to store once per report (JSON-ready); empty for a text without words."""
+    grams = trigrams(text)
+    if not grams:
+        return {}
+    return {"grams": dict(grams), "norm": math.sqrt(sum(c * c for c in grams.values()))}
+
+
+def alike(first: Signature, second: Signature) -> float:
+    """``similarity`` of two stored signatures: one pass over the smaller one."""
+    if not first or not second:
+        return 0.0
+    a, b = first["grams"], second["grams"]
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    dot = sum(count * large.get(gram, 0) for gram, count in small.items())
+    return float(dot / (first["norm"] * second["norm"]))

@@ -192,6 +192,7 @@ class QueueItem(Base):
     __table_args__ = (
         Index("ix_queue_items_status", "status", "remind_at"),
         Index("ix_queue_items_created", "created_at"),
+        Index("ix_queue_items_merged_into", "merged_into_id"),
     )
 
 

@@ -141,22 +141,26 @@ def duplicate_candidates(session: Session, *, heads_of_kinds: Sequence[str], cat
     """The newest reports (at most ``limit``) of ``category`` in one of ``wards`` since ``since`` whose
     item is still pending or approved: read from the duplicate index, never the whole queue."""
     head = aliased(QueueItem)
-    query = (
-        select(DuplicateKey.head_id, Message.signature)
+    newest = (
+        select(DuplicateKey.head_id, DuplicateKey.message_id)
         .join(head, head.id == DuplicateKey.head_id)
-        .join(Message, Message.id == DuplicateKey.message_id)
         .where(
             DuplicateKey.category == category,
             DuplicateKey.ward.in_(list(wards)),
             DuplicateKey.created_at >= since,
             head.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
             head.kind.in_(list(heads_of_kinds)),
-            Message.signature.is_not(None),
         )
         .order_by(DuplicateKey.created_at.desc(), DuplicateKey.id.desc())
         .limit(limit)
     )
-    return [DuplicateCandidate(head_id, signature) for head_id, signature in session.execute(query)]
+    found = list(session.execute(newest))
+    # The signatures only of those (reading them beside the sort would carry every match's text).
+    query = select(Message.id, Message.signature).where(
+        Message.id.in_({message_id for _, message_id in found}), Message.signature.is_not(None))
+    signatures: dict[int, dict[str, Any]] = {message_id: signature for message_id, signature in session.execute(query)}
+    return [DuplicateCandidate(head_id, signatures[message_id]) for head_id, message_id in found
+            if message_id in signatures]
 
 
 def add_duplicate_keys(session: Session, *, head_id: int, message_id: int, category: str, wards: Sequence[str],

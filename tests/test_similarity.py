@@ -7,7 +7,7 @@ from itertools import combinations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.similarity import DEFAULT_THRESHOLD, normalise, similarity
+from rules.similarity import DEFAULT_THRESHOLD, alike, normalise, signature, similarity
 
 # Five neighbours about one person trying car doors, each in their own words.
 SAME_INCIDENT = [
@@ -52,3 +52,8 @@ def test_symmetric_and_bounded(first: str, second: str) -> None:
     value = similarity(first, second)
     assert 0.0 <= value <= 1.0 + 1e-9
     assert abs(value - similarity(second, first)) < 1e-9
+
+
+@given(st.text(), st.text())
+def test_stored_signatures_compare_as_the_texts_do(first: str, second: str) -> None:
+    assert abs(alike(signature(first), signature(second)) - similarity(first, second)) < 1e-9

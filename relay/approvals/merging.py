@@ -25,13 +25,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from relay.config import Config
-from rules.similarity import Signature, cosine, signature
+from rules.similarity import Signature, alike, signature
 from storage.models import ClassificationRecord, ItemKind, ItemStatus, Message, QueueItem
 from storage.queue import add_duplicate_keys, duplicate_candidates, merged_into
 
 MERGEABLE_KINDS = (ItemKind.REPORT, ItemKind.UNKNOWN_SENDER)
 # Earlier reports (of any group) a new one is compared with: the newest in its category, wards and window.
-COMPARED_NEWEST = 50
+COMPARED_NEWEST = 20
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def find_duplicate(config: Config, session: Session, message: Message, cls: Clas
     scores: dict[int, float] = {}
     for candidate in duplicate_candidates(session, heads_of_kinds=MERGEABLE_KINDS, category=cls.category,
                                           wards=place_keys(cls.wards), since=since, limit=COMPARED_NEWEST):
-        score = cosine(mine, candidate.signature)
+        score = alike(mine, candidate.signature)
         if score >= config.approval.merge_similarity and score > scores.get(candidate.head_id, 0.0):
             scores[candidate.head_id] = score
     if not scores:

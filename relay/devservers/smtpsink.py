@@ -325,6 +325,36 @@ class RecordingSink:
             return True
 
 
+class SinkProcess:
+    """``python -m relay.devservers.smtpsink`` in a child process: a sink that does not share the
+    caller's GIL (benchmarks); it keeps envelopes only and answers ``count`` and ``clear``."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "relay.devservers.smtpsink"], cwd=Path(__file__).resolve().parents[2],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self._process.stdout is not None
+        self.port = int(self._process.stdout.readline())
+
+    def _ask(self, command: str) -> int:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        return int(self._process.stdout.readline())
+
+    def count(self) -> int:
+        return self._ask("count")
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=10)
+
+
 def main() -> None:
     """``python -m relay.devservers.smtpsink``: serve until stdin closes; print the port, then counts."""
     with RecordingSink(keep_bytes=False) as sink:

@@ -1,4 +1,4 @@
-"""parse once: a message's parsed facts and duplicate signature, and the duplicate index
+"""parse once: a message's parsed facts and duplicate signature, the duplicate index, groups by head
 
 Revision ID: 0008
 Revises: 0007
@@ -32,9 +32,12 @@ def upgrade() -> None:
     op.create_index("ix_duplicate_keys_place", "duplicate_keys", ["category", "ward", "created_at"])
     op.create_index("ix_duplicate_keys_head", "duplicate_keys", ["head_id"])
     op.create_index("ix_duplicate_keys_message", "duplicate_keys", ["message_id"])
+    # A group's reports are read by the item they joined: without an index that reads the whole queue.
+    op.create_index("ix_queue_items_merged_into", "queue_items", ["merged_into_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_queue_items_merged_into", table_name="queue_items")
     op.drop_index("ix_duplicate_keys_message", table_name="duplicate_keys")
     op.drop_index("ix_duplicate_keys_head", table_name="duplicate_keys")
     op.drop_index("ix_duplicate_keys_place", table_name="duplicate_keys")
