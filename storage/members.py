@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import (
@@ -32,13 +32,20 @@ def active_members(session: Session) -> list[Member]:
     return list(session.scalars(query))
 
 
-def active_members_of_wards(session: Session, wards: Iterable[str]) -> list[Member]:
-    """Active members of the given wards, in a stable order (by id)."""
+def active_members_of_wards(session: Session, wards: Iterable[str], batch: int = 5000) -> Iterator[list[Row[Any]]]:
+    """Active members of the given wards (id, email, preferences), in batches by id: a ward of
+    100,000 is never in memory at once."""
     slugs = sorted(set(wards))
-    if not slugs:
-        return []
-    query = select(Member).where(Member.status == MemberStatus.ACTIVE, Member.ward.in_(slugs)).order_by(Member.id)
-    return list(session.scalars(query))
+    after = 0
+    while slugs:
+        query = (select(Member.id, Member.email, Member.preferences)
+                 .where(Member.status == MemberStatus.ACTIVE, Member.ward.in_(slugs), Member.id > after)
+                 .order_by(Member.id).limit(batch))
+        rows = list(session.execute(query))
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
 
 
 def members_by_email(session: Session, emails: Iterable[str]) -> dict[str, Member]:

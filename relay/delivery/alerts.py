@@ -62,16 +62,18 @@ def publish_alert(rt: Runtime, session: Session, item: QueueItem, *, decided_by:
     alert.message_id_header = f"<alert-{alert.tag}@{config.network.domain}>"
     session.add(alert)
     session.flush()
-    members = [m for m in active_members_of_wards(session, wards) if wants(m, alert)]
-    enqueue_alert_copies(session, alert.id, [(m.id, m.email) for m in members], now)
+    members = 0
+    for batch in active_members_of_wards(session, wards):
+        chosen = [(row.id, row.email) for row in batch if wants(row.preferences, alert)]
+        members += enqueue_alert_copies(session, alert.id, chosen, now)
     partners = _notify_partners(rt, session, item, alert, reporter, now)
     alert.fanned_out_at = now
     item.alert_id = item.alert_id or alert.id
     audit.record(session, at=now, actor=decided_by, action="alert_published", queue_item_id=item.id,
-                 message_id=item.message_id, alert_id=alert.id, wards=wards, members=len(members),
+                 message_id=item.message_id, alert_id=alert.id, wards=wards, members=members,
                  partners=partners)
     log.info("alert %s for %s: %d members, %d partner notices", alert.id, ",".join(wards) or "-",
-             len(members), len(partners))
+             members, len(partners))
     return alert
 
 
@@ -162,11 +164,11 @@ def _attachment_ref(part: Attachment) -> dict[str, Any]:
     return {"filename": part.filename, "content_type": part.content_type, "index": part.part_index}
 
 
-def wants(member: Member, alert: Alert) -> bool:
+def wants(preferences: dict[str, Any] | None, alert: Alert) -> bool:
     """An immediate copy, by the member's preferences (``relay.members.commands``): urgent alerts always;
     otherwise not with ``urgent_only`` or ``digest`` (``relay.delivery.digest`` sends those daily),
     and only the chosen ``categories``."""
-    preferences = member.preferences or {}
+    preferences = preferences or {}
     if alert.urgency == "urgent":
         return True
     if preferences.get("urgent_only") or preferences.get("digest"):

@@ -291,6 +291,8 @@ def _attachment_data(config: Config, session: Session, alert: Alert) -> list[Att
     item = session.get(QueueItem, alert.queue_item_id)
     if item is None or item.message is None or not item.message.raw:
         return []
+    # The attachments' bytes are not kept twice: they are read from the stored message, once per
+    # alert and pass (the one read of a message's raw bytes after routing).
     mail = parse_mail(item.message.raw, config.limits.max_message_bytes)
     parts = dict(leaf_parts(mail.message))
     found = []

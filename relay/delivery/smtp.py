@@ -1,20 +1,19 @@
 """Sending over SMTP: the connection factories and a pool of reused connections.
 
 The fan-out uses smtplib, one reused connection per sender thread
-(``config.smtp.connections`` of them). Measured on loopback (bench/fanout.py),
-plain smtplib connections in threads move about 1.6x the messages per second
-of aiosmtplib on one event loop: the per-message cost is Python protocol code,
-and smtplib's is leaner; sockets release the GIL while waiting. The database
-marks are written by a separate thread (see ``sender``), so no sender thread
-waits for a commit.
+(``config.smtp.connections`` of them): the per-message cost is Python protocol
+code, smtplib's is lean, and sockets release the GIL while waiting
+(bench/fanout.py compares it with bare aiosmtplib and bare smtplib senders).
+The database marks are written by a separate thread (see ``sender``), so no
+sender thread waits for a commit.
 
 Pipelining (RFC 2920): where the server offers it (Postfix does), MAIL, RCPT
 and DATA go in one write and their three replies are read together, so a
 message costs two round trips instead of four; smtplib's ``sendmail`` never
 pipelines. Connections outlive a delivery pass (``SmtpPool`` is kept by the
-runtime, see ``sender``): one idle longer than ``IDLE_CHECK_SECONDS`` is
-checked with NOOP before it carries a message, and reopened if the server has
-closed it meanwhile.
+runtime, see ``sender``): one the server closed meanwhile is seen before use
+(something to read between transactions), one idle longer than
+``IDLE_CHECK_SECONDS`` must answer NOOP, and either is reopened.
 
 ``smtp_connection`` (aiosmtplib) serves ``binrelay check``'s asynchronous login
 test; ``open_smtp`` (smtplib) the pool. Both do implicit TLS (``ssl``),
