@@ -44,6 +44,7 @@ from sqlalchemy import select
 
 from relay.config import load_config
 from relay.devservers.dovecot import PrivateDovecot
+from relay.devservers.postgres import PrivatePostgres
 from relay.devservers.smtpsink import SinkProcess
 from relay.devservers.stack import Ward, base_config, merge
 from relay.ingest.store import Ingestor
@@ -252,10 +253,6 @@ def main() -> int:
     parser.add_argument("--only", choices=("pass", "backlog"), help="run one of the two measurements")
     args = parser.parse_args()
     if args.postgres:
-        from relay.devservers.postgres import (
-            PrivatePostgres,  # only with --postgres: it needs the server
-        )
-
         with PrivatePostgres() as pg:
             return report(args, pg.url, (pg.create_database("backlog_empty"), pg.create_database("backlog_full")))
     return report(args, None, (None, None))

@@ -150,20 +150,28 @@ def deliver_pending(rt: Runtime, stop: threading.Event | None = None) -> Deliver
 
 
 POOL = "smtp_pool"  # the runtime's slot for the connections kept between passes
+# The delivery thread and a scheduled job (the monthly report) may start a pass at the same moment.
+_POOL_LOCK = threading.Lock()
 
 
 def smtp_pool(rt: Runtime) -> SmtpPool:
     """This process's SMTP connections, kept between passes (a new configuration gets new ones)."""
-    pool = rt.extras.get(POOL)
-    if isinstance(pool, SmtpPool) and pool.config == rt.config.smtp:
+    with _POOL_LOCK:
+        pool = rt.extras.get(POOL)
+        if isinstance(pool, SmtpPool) and pool.config == rt.config.smtp:
+            return pool
+        _close_pool(rt)
+        pool = rt.extras[POOL] = SmtpPool(rt.config.smtp)
         return pool
-    close_connections(rt)
-    pool = rt.extras[POOL] = SmtpPool(rt.config.smtp)
-    return pool
 
 
 def close_connections(rt: Runtime) -> None:
-    """QUIT every kept SMTP session (at shutdown, or when the configuration changed)."""
+    """QUIT every kept SMTP session (at shutdown)."""
+    with _POOL_LOCK:
+        _close_pool(rt)
+
+
+def _close_pool(rt: Runtime) -> None:
     pool = rt.extras.pop(POOL, None)
     if isinstance(pool, SmtpPool):
         pool.close()
