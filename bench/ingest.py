@@ -83,7 +83,9 @@ def bare_fetch_and_parse(dovecot: PrivateDovecot, user: str, batch: int) -> int:
             parsed = email.message_from_bytes(data[b"BODY[]"], policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             body = parsed.get_body(preferencelist=("plain", "html"))
-            total += body is not None and isinstance(body.get_content(), str) or body is None
+            if body is not None:
+                body.get_content()
+            total += 1
         client.move(chunk, PROCESSED)
     client.logout()
     return total

@@ -120,7 +120,7 @@ class LinearModel:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.labels: list[str] = list(data["labels"])
-        self.intercepts: list[float] = [float(x) for x in data["intercepts"]]
+        self._intercepts = np.array([float(x) for x in data["intercepts"]])
         table = data["features"]
         self.names: list[str] = list(table)
         self.rows: dict[str, int] = {name: row for row, name in enumerate(self.names)}
@@ -130,7 +130,10 @@ class LinearModel:
         for row, (_, weights) in enumerate(table.values()):
             for label, weight in weights.items():
                 self.weights[row, int(label)] = float(weight)
-        self._intercepts = np.array(self.intercepts)
+
+    @property
+    def intercepts(self) -> list[float]:
+        return [float(x) for x in self._intercepts]
 
     def probabilities(self, counts: Features) -> dict[str, float]:
         return self.probabilities_of(self.vector(counts))

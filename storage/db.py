@@ -62,6 +62,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def rowcount(result: Any) -> int:
+    """How many rows an UPDATE or DELETE changed (0 where the driver does not say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def has_table(engine: Engine, name: str) -> bool:
     """Whether the database already holds table ``name`` (nothing is created)."""
     return inspect(engine).has_table(name)

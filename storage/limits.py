@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from storage.db import rowcount
 from storage.models import RateWindow
 
 NETWORK_KEY = "*"
@@ -70,7 +71,7 @@ def forget(session: Session, address: str) -> int:
     result = session.execute(
         delete(RateWindow).where(RateWindow.key == address_key(address)).execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 def purge_before(session: Session, cutoff: datetime) -> int:
@@ -78,4 +79,4 @@ def purge_before(session: Session, cutoff: datetime) -> int:
     result = session.execute(
         delete(RateWindow).where(RateWindow.window_start < cutoff).execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)

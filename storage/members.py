@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.db import rowcount
 from storage.models import (
     AuditEvent,
     Confirmation,
@@ -169,7 +170,7 @@ def use_confirmation(session: Session, confirmation_id: int, now: datetime) -> b
     result = session.execute(
         update(Confirmation).where(Confirmation.id == confirmation_id, Confirmation.used_at.is_(None))
         .values(used_at=now).execution_options(synchronize_session=False))
-    return _rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def confirmation_by_token_hash(session: Session, digest: str) -> Confirmation | None:
@@ -254,7 +255,7 @@ def erase_member(session: Session, email: str, placeholder: str, now: datetime) 
     if member is not None:
         session.delete(member)
         erased.members = 1
-    erased.confirmations = _rowcount(session.execute(
+    erased.confirmations = rowcount(session.execute(
         delete(Confirmation).where(Confirmation.email == address).execution_options(synchronize_session=False)))
     deliveries = list(session.scalars(select(Delivery).where(func.lower(Delivery.recipient) == address)))
     for row in deliveries:
@@ -263,17 +264,13 @@ def erase_member(session: Session, email: str, placeholder: str, now: datetime) 
         else:
             row.recipient, row.raw, row.last_error = f"{placeholder}-{row.id}", None, None
     erased.deliveries = len(deliveries)
-    erased.messages = _rowcount(session.execute(
+    erased.messages = rowcount(session.execute(
         update(Message).where(func.lower(Message.from_address) == address)
         .values(from_address=placeholder, raw=None, body_text=None, subject=None, message_id=None, error=None,
                 facts=None, signature=None, purged_at=now)
         .execution_options(synchronize_session=False)))
     session.flush()
     return erased
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _events_naming(session: Session, address: str) -> list[AuditEvent]:

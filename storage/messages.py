@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from storage.db import rowcount
 from storage.models import ClassificationRecord, MailboxState, Message, MessageStatus
 
 
@@ -95,7 +96,7 @@ def fail_if_new(session: Session, message_id: int, error: str) -> bool:
         update(Message).where(Message.id == message_id, Message.status == MessageStatus.NEW)
         .values(status=MessageStatus.FAILED, error=error[:2000]).execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return rowcount(result) > 0
 
 
 def classified_messages(session: Session) -> list[tuple[str | None, ClassificationRecord]]:

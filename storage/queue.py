@@ -18,6 +18,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from storage.db import rowcount
 from storage.models import Alert, AuditEvent, DuplicateKey, ItemStatus, Message, QueueItem
 
 DECIDED_STATUSES = frozenset({ItemStatus.APPROVED, ItemStatus.REJECTED})
@@ -165,16 +166,16 @@ def duplicate_candidates(session: Session, *, heads_of_kinds: Sequence[str], cat
 
 def add_duplicate_keys(session: Session, *, head_id: int, message_id: int, category: str, wards: Sequence[str],
                        now: datetime) -> None:
-    """Make a held report findable by later ones (one row per ward; ``""`` for none)."""
+    """Make a held report findable by later ones: one row per place in ``wards`` (``""`` stands for none)."""
     session.add_all(DuplicateKey(head_id=head_id, message_id=message_id, category=category, ward=ward,
-                                 created_at=now) for ward in (wards or [""]))
+                                 created_at=now) for ward in wards)
 
 
 def purge_duplicate_keys(session: Session, before: datetime) -> int:
     """Keys older than any merge window: nothing can join through them any more."""
     result = session.execute(delete(DuplicateKey).where(DuplicateKey.created_at < before)
                              .execution_options(synchronize_session=False))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 def merged_into(session: Session, head_id: int, newest: int | None = None) -> list[QueueItem]:

@@ -3,9 +3,10 @@
 ``deliver_pending`` claims due rows in batches, renders each alert copy just
 before it is sent, sends over ``config.smtp.connections`` reused connections
 concurrently (one sender thread per connection, see ``relay.delivery.smtp``;
-the connections stay open between passes, ``smtp_pool``) and records every outcome right after the server answered. Three kinds of
-thread share the work: the caller claims the next batch when the queue runs
-below half a batch, the senders send, one writer records outcomes.
+they stay open between passes, ``smtp_pool``) and records every outcome right
+after the server answered. Three kinds of thread share the work: the caller
+claims the next batch when the queue runs below half a batch, the senders
+send, one writer records outcomes.
 
 - accepted: marked sent by the writer in group commits (one transaction per
   ``GATHER_SECONDS``), so a mark trails the server's "250" by at most one

@@ -209,8 +209,6 @@ class Daemon:
             self._kick_delivery()
             scheduler.shutdown(wait=False)
             delivery.join(timeout=30)
-            for source in self.sources:
-                source.close()
             if lmtp is not None:
                 lmtp.stop()
             self.runtime.presence.stop()
