@@ -13,7 +13,9 @@ scikit-learn (a test dependency: binrelay itself only reads the weights):
    l2 norm at classification time is the one trained with);
 2. choose how much the rules' points count beside the model by
    cross-validation on the tuning part (``--folds``): the weight with the best
-   mean accuracy over the folds, each fold's model trained without it.
+   mean accuracy over the folds, each fold's model trained without it. A rule
+   point weighs less in a longer text (``rules.model.rule_point_weight``):
+   what is chosen is how many words make one point weigh 1.
 
 ``--check`` prints the cross-validated figures and writes nothing.
 """
@@ -44,7 +46,7 @@ from mail.quotes import own_text
 from mail.text import clean_subject, is_reply_subject
 from relay.config import load_config
 from rules import load_rules
-from rules.context import Readings
+from rules.context import Readings, word_count
 from rules.engine import Classifier
 from rules.model import (
     MODEL_FILE,
@@ -59,9 +61,10 @@ from rules.model import (
 # Per question: the regularisation (C) and how many features are kept.
 SETTINGS = {"category": (10.0, 5000), "urgency": (30.0, 2000)}
 MIN_MESSAGES = 2  # a feature seen in fewer messages is noise
-CATEGORY_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)  # log-probability per rule point
+# How many words of text make a rule point weigh 1 log-probability (rules.model.rule_point_weight).
+CATEGORY_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 URGENCY_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # log-probability for the rules' urgency
-SURE = (0.0, 0.3, 0.4, 0.5, 0.6)  # how sure the model must be to name a category where the rules found none  # log-probability for the rules' urgency
+SURE = (0.0, 0.3, 0.4, 0.5, 0.6)  # how sure the model must be to name a category where the rules found none
 POINTS_CAP = 20.0
 WEIGHT_DECIMALS = 4
 
@@ -76,6 +79,7 @@ class Example:
     ruled: str  # the rules' category
     readings: Readings
     subject_factor: float
+    words: int  # the subject's and body's words (rules.context.word_count)
 
 
 def rules_only(config_path: Path) -> Classifier:
@@ -100,7 +104,7 @@ def examples(corpus: Path, part: str | None, classifier: Classifier) -> list[Exa
         points = classifier.category_points(readings, factor, []).points
         ruled, _urgency = classifier.judge(subject, text, factor, [])
         found.append(Example(label["file"], features_of(readings, factor), label["category"], label["urgency"],
-                             points, ruled, readings, factor))
+                             points, ruled, readings, factor, word_count(readings)))
     return found
 
 
@@ -162,10 +166,11 @@ def export(model: LinearModel) -> dict[str, Any]:
 # ---------------------------------------------------------------- the weight of the rules
 
 
-def blended_category(model: LinearModel, example: Example, per_point: float, sure: float = 0.0) -> str:
+def blended_category(model: LinearModel, example: Example, words: float, sure: float = 0.0) -> str:
     """As rules.engine weighs them (rules.model.weigh_category), with these weights."""
-    blend = {"category_points": per_point, "category_sure": sure, "points_cap": POINTS_CAP}
-    return weigh_category(model, example.counts, example.points, ruled=example.ruled, blend=blend).label
+    blend = {"category_words": words, "category_sure": sure, "points_cap": POINTS_CAP}
+    return weigh_category(model, example.counts, example.points, ruled=example.ruled, words=example.words,
+                          blend=blend).label
 
 
 def blended_urgency(model: LinearModel, counts: Features, ruled: str, bonus: float, default: str | None) -> str:
@@ -242,11 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = cross_validate(tune, invented, classifier, args.folds)
     sizes = {"real": len(tune), "invented": len(invented)}
     blend: dict[str, float] = {"points_cap": POINTS_CAP}
-    for question, key in (("category", "category_points"), ("category_sure", "category_sure"),
+    for question, key in (("category", "category_words"), ("category_sure", "category_sure"),
                           ("urgency", "urgency_rules")):
         for corpus, table in accuracy[question].items():
             shown = "  ".join(f"{weight:g}: {value:.1%}" for weight, value in table.items())
-            by = "how sure the model must be where the rules found nothing" if key == "category_sure" else "rule weight"
+            by = {"category_sure": "how sure the model must be where the rules found nothing",
+                  "category_words": "words that make a rule point weigh 1"}.get(key, "rule weight")
             print(f"{args.folds}-fold {question} accuracy, {corpus} ({sizes[corpus]}), by {by}: {shown}")
         blend[key] = best({w: round(sum(accuracy[question][c][w] * sizes[c] for c in sizes))
                            for w in accuracy[question]["real"]})
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": {"real_tune_reports": len(tune), "invented_reports": len(invented)},
         "cross_validated": {question: {corpus: round(table[blend[key]], 4) for corpus, table in
                                        accuracy[question].items()}
-                            for question, key in (("category", "category_points"), ("category_sure", "category_sure"),
+                            for question, key in (("category", "category_words"), ("category_sure", "category_sure"),
                                                   ("urgency", "urgency_rules"))},
         "blend": blend,
         "category": export(category_model),

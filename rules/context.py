@@ -118,6 +118,11 @@ class Readings(NamedTuple):
     body: Context
 
 
+def word_count(readings: Readings) -> int:
+    """How many words the subject and body hold together."""
+    return len(readings.subject.text.split()) + len(readings.body.text.split())
+
+
 def read(subject: str, text: str, vocabulary: Vocabulary) -> Readings:
     return Readings(Context(fold(subject), vocabulary), Context(fold(text), vocabulary))
 

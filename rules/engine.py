@@ -18,7 +18,7 @@ from rules.addresses import Tag, find_tag
 from rules.automatic import auto_reply_reason, loop_reason
 from rules.bounces import detect_bounce
 from rules.commands import CommandReader, first_line
-from rules.context import Readings, Scope, not_now, read
+from rules.context import Readings, Scope, not_now, read, word_count
 from rules.directory import Directory
 from rules.loader import RuleSet, Term
 from rules.matcher import Hit, TermMatcher, word_around
@@ -27,6 +27,7 @@ from rules.model import (
     TextModel,
     explain,
     features_of,
+    rule_point_weight,
     weigh_category,
     weigh_urgency,
     with_category,
@@ -266,16 +267,16 @@ class Classifier:
         if model is None:
             return ruled, self.rule_urgency(ruled, readings, explanation)
         counts = features_of(readings, subject_factor, self.rules.removed_words)
-        category = self._blend_category(model, counts, scores, ruled, explanation)
+        category = self._blend_category(model, counts, scores, ruled, word_count(readings), explanation)
         ruled_urgency = self.rule_urgency(category, readings, explanation)
         if self.rules.urgency_defaults.get(category) == "low":
             return category, ruled_urgency  # low by definition (information): the rules' reading stands
         return category, self._blend_urgency(model, with_category(counts, category), ruled_urgency, explanation)
 
     def _blend_category(self, model: TextModel, counts: Features, scores: CategoryScores, ruled: str,
-                        explanation: list[str]) -> str:
+                        words: int, explanation: list[str]) -> str:
         """The model's log-probability plus the rules' points, weighed as training found best."""
-        weighed = weigh_category(model.category, counts, scores.points, ruled=ruled, blend=model.blend,
+        weighed = weigh_category(model.category, counts, scores.points, ruled=ruled, words=words, blend=model.blend,
                                  operator=scores.operator, operator_point=OPERATOR_POINT)
         named = max(weighed.probabilities, key=lambda label: weighed.probabilities[label]) if weighed.unsure \
             else weighed.label
@@ -284,7 +285,9 @@ class Classifier:
             sure = model.blend.get("category_sure", 0.0)
             explanation.append(f"{line}; not sure enough (below {sure:.0%}) where the rules found nothing: other")
         else:
-            explanation.append(f"{line}; {'the rules agree' if named == ruled else f'the rules said {ruled}'}")
+            weight = rule_point_weight(model.blend, words)
+            explanation.append(f"{line}; {'the rules agree' if named == ruled else f'the rules said {ruled}'}"
+                               f" (a rule point weighs {weight:.2f} in {words} words)")
         return weighed.label
 
     def _blend_urgency(self, model: TextModel, counts: Features, ruled: str, explanation: list[str]) -> str:

@@ -178,16 +178,24 @@ class Weighed:
     unsure: bool = False  # the model named a category where the rules found none, but not surely enough
 
 
-def weigh_category(model: LinearModel, counts: Features, points: dict[str, float], *, ruled: str,
+def rule_point_weight(blend: dict[str, float], words: int) -> float:
+    """The log-probability one rule point adds for a text of ``words`` words: ``blend["category_words"]``
+    divided by the length, at most 1. Rule points grow with a text's length (every mention counts) while the
+    model's features are length-normalised, so in a two-line note the rules' words decide and in a long news
+    text the model's reading of the whole does."""
+    return min(1.0, blend.get("category_words", 0.0) / max(words, 1))
+
+
+def weigh_category(model: LinearModel, counts: Features, points: dict[str, float], *, ruled: str, words: int,
                    blend: dict[str, float], operator: dict[str, float] | None = None,
                    operator_point: float = 1.0) -> Weighed:
-    """The category: the model's log-probability plus ``blend["category_points"]`` per rule point (capped),
+    """The category: the model's log-probability plus ``rule_point_weight`` per rule point (capped),
     plus ``operator_point`` per point of the operator's own terms; where the rules found nothing, the
     model's answer only when it is at least ``blend["category_sure"]``. One home for rules.engine and
     bench/train_model.py."""
     vector = model.vector(counts)
     probabilities = model.probabilities_of(vector)
-    per_point, cap = blend.get("category_points", 0.0), blend.get("points_cap", 20.0)
+    per_point, cap = rule_point_weight(blend, words), blend.get("points_cap", 20.0)
     operator = operator or {}
 
     def combined(label: str) -> float:
@@ -215,7 +223,7 @@ class TextModel:
     category: LinearModel
     urgency: LinearModel
     # How much the rules count beside the model's log-probabilities (see rules.engine):
-    # "category_points" per rule point, "urgency_rules" for the rules' urgency.
+    # "category_words" for a rule point (``rule_point_weight``), "urgency_rules" for the rules' urgency.
     blend: dict[str, float]
 
     @classmethod

@@ -132,7 +132,7 @@ class Places:
                     city_wide = True
                     found.setdefault("*", f"every ward: {where} says '{written}'")
                     continue
-                if self._needs_capital(place, written, same_length):
+                if self._needs_capital(place, written, same_length) or _part_of_a_longer_name(place, folded, hit):
                     continue
                 found.setdefault(place.ward, f"ward {place.ward}: {place.kind} '{written}' in the {where}")
             for slug, written in self._postcodes_in(original):
@@ -162,6 +162,18 @@ class Places:
                 continue
             found.append((slug, match.group(0).strip()))
         return found
+
+
+def _part_of_a_longer_name(place: Place, folded: str, hit: Hit[Place]) -> bool:
+    """'Zuid' in 'Zuid-Willemsvaart' or 'West' in 'Zeeland-West-Brabant' is part of another name (a canal,
+    a police unit, a region), not the ward: a ward name joined by a hyphen to another word. A ward whose
+    own name holds a hyphen ("Rosmalen-Noord") is matched whole, so its parts never get here."""
+    if place.kind != "name":
+        return False
+    before = folded[hit.start - 2 : hit.start] if hit.start >= 2 else ""
+    after = folded[hit.end : hit.end + 2]
+    return (len(after) == 2 and after[0] == "-" and after[1].isalpha()) or \
+        (len(before) == 2 and before[1] == "-" and before[0].isalpha())
 
 
 def _outermost(hits: list[Hit[Place]]) -> list[Hit[Place]]:

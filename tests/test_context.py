@@ -18,7 +18,7 @@ from mail.text import fold
 from relay.config import parse_config
 from rules import Classification, Classifier, RuleFileError, load_rules
 from rules.context import Context, Scope
-from rules.model import MODEL_FILE, TextModel, features
+from rules.model import MODEL_FILE, TextModel, features, rule_point_weight
 from tests.mailgen import message
 from tests.test_rules import MEMBERS, NETWORK, classify, config_data
 
@@ -121,6 +121,22 @@ def test_still_not_found_stays_urgent(rules_alone: Classifier) -> None:
     assert found.urgency == "normal"
 
 
+def test_measures_against_a_nuisance_are_low(rules_alone: Classifier) -> None:
+    measures = classify(rules_alone, "Cameratoezicht Olympiaplein",
+                        "Na klachten over overlast door jongeren neemt de gemeente maatregelen: er komt "
+                        "cameratoezicht.")
+    assert (measures.category, measures.urgency) == ("nuisance", "low")
+    nuisance = classify(rules_alone, "Overlast jongeren", "Weer overlast door een groep jongeren bij de speeltuin.")
+    assert (nuisance.category, nuisance.urgency) == ("nuisance", "normal")
+
+
+def test_a_weather_code_alone_is_a_warning_not_an_emergency(rules_alone: Classifier) -> None:
+    warning = classify(rules_alone, "Code oranje", "Morgen code oranje voor storm. Zet losse spullen vast.")
+    assert warning.urgency != "urgent"
+    storm = classify(rules_alone, "Storm", "Het stormt nu hard, code oranje: blijf binnen.")
+    assert storm.urgency == "urgent"
+
+
 def test_when_a_missing_person_was_last_seen_does_not_calm(rules_alone: Classifier) -> None:
     result = classify(rules_alone, "Vermiste vrouw", "Mevrouw wordt vermist, laatst gezien gisteravond in Empel.")
     assert result.urgency == "urgent"
@@ -145,6 +161,34 @@ def test_one_purpose_word_in_the_text_alone_is_not_enough(rules_alone: Classifie
     assert result.category == "burglary"
 
 
+def test_what_to_do_and_tips_in_the_subject_are_information(rules_alone: Classifier) -> None:
+    advice = classify(rules_alone, "Phishing: wat te doen als u erin bent getrapt",
+                      "Oplichters sturen valse mails uit naam van de bank. Bel uw bank en doe aangifte.")
+    assert advice.category == "info"
+    tips = classify(rules_alone, "Tips tegen zakkenrollers op de kerstmarkt",
+                    "Zakkenrollers slaan toe in de drukte. Draag uw tas voor u.")
+    assert tips.category == "info"
+    appeal = classify(rules_alone, "Zakkenroller op de markt", "Bij een vrouw is de portemonnee gerold op de markt. "
+                      "Tips zijn welkom via 0900-8844.")
+    assert appeal.category == "theft"  # "tips" as leads for the police is no purpose
+
+
+# -- what "other" is about ---------------------------------------------------------------
+
+def test_a_lost_pet_is_other_not_a_missing_person(rules_alone: Classifier) -> None:
+    cat = classify(rules_alone, "Kater vermist", "Onze kater Tijger is sinds gisteren vermist in de Kerkstraat.")
+    assert cat.category == "other"
+    tortoise = classify(rules_alone, "Schildpad weg", "Wie heeft onze schildpad gezien? Hij is uit de tuin.")
+    assert tortoise.category == "other"
+    person = classify(rules_alone, "Vermist", "Onze buurvrouw (80) is sinds gisteren vermist.")
+    assert person.category == "missing_person"
+
+
+def test_a_power_cut_or_loose_animals_are_other(rules_alone: Classifier) -> None:
+    assert classify(rules_alone, "Stroomstoring", "Sinds vanochtend zit de straat zonder stroom.").category == "other"
+    assert classify(rules_alone, "Koeien op de dijk", "Er lopen loslopende koeien op de dijk.").category == "other"
+
+
 # -- police routine stays neutral --------------------------------------------------------
 
 def test_witness_appeal_words_add_no_suspicious_points(rules_alone: Classifier) -> None:
@@ -160,6 +204,22 @@ def test_witness_appeal_words_add_no_suspicious_points(rules_alone: Classifier) 
 def test_a_stem_inside_a_compound_counts(rules_alone: Classifier) -> None:
     result = classify(rules_alone, "Melding", "Gisteren een woninginbraak bij de buren aan de Kerkstraat.")
     assert result.category == "burglary"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "category"),
+    [
+        ("Ramkraak", "Vannacht een ramkraak op de fotozaak aan het plein.", "burglary"),
+        ("Plofkraak", "De pinautomaat is opgeblazen bij een plofkraak.", "burglary"),
+        ("Werkbus", "Mijn werkbus is opengereten en het gereedschap is weg.", "burglary"),
+        ("Kettingrukker actief", "Een kettingrukker op een scooter heeft toegeslagen.", "theft"),
+        ("Ketting afgepakt", "De ketting werd van haar hals gerukt.", "theft"),
+        # entering through an open door without force: police call it insluiping, a theft
+        ("Insluiper", "Een insluiper is door de open achterdeur binnengelopen en pakte een tas.", "theft"),
+    ],
+)
+def test_the_crimes_own_compounds(rules_alone: Classifier, subject: str, body: str, category: str) -> None:
+    assert classify(rules_alone, subject, body).category == category
 
 
 def test_compounds_share_the_models_letter_groups() -> None:
@@ -184,6 +244,17 @@ def test_the_model_is_shipped_and_explains_with_its_strongest_features(with_mode
     lines = said(result, "model: category burglary")
     assert lines and "'" in lines[0]
     assert said(result, "model: urgency")
+
+
+def test_a_rule_point_weighs_less_in_a_longer_text(with_model: Classifier) -> None:
+    blend = {"category_words": 20.0}
+    assert rule_point_weight(blend, 10) == 1.0  # a two-line note: the rules' words decide
+    assert rule_point_weight(blend, 200) == pytest.approx(0.1)  # a news text: the model's reading of the whole
+    short = classify(with_model, "Inbraak", "Vannacht ingebroken aan de Kerkstraat.")
+    story = classify(with_model, "Inbraak", "Vannacht ingebroken aan de Kerkstraat. " + "De buurt is geschrokken. " * 60)
+    weights = [float(line.split("a rule point weighs ")[1].split()[0])
+               for result in (short, story) for line in said(result, "model: category")]
+    assert len(weights) == 2 and weights[0] > weights[1]
 
 
 def test_an_operator_can_switch_the_model_off(tmp_path: Path) -> None:

@@ -142,6 +142,9 @@ def test_negation_does_not_count(classifier: Classifier) -> None:
         ("Inbraak", "Ingebroken, schade 5221 euro.", ["maaspoort"]),  # not a postcode: the member's ward
         ("Inbraak", "Ze liepen richting west.", ["maaspoort"]),  # 'west' is a direction here
         ("Inbraak", "Ingebroken in Kruiskamp, bij West.", ["west"]),
+        # a ward's name hyphenated into another name is that other name: a police unit, a region, a canal
+        ("Inbraak", "Politie Zeeland-West-Brabant meldt een inbraak.", ["maaspoort"]),
+        ("Inbraak", "Ingebroken bij een bedrijf in West-Brabant.", ["maaspoort"]),
     ],
 )
 def test_wards_from_names_streets_postcodes_tags_and_city_wide(
