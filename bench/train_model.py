@@ -59,7 +59,7 @@ from rules.model import (
 )
 
 # Per question: the regularisation (C) and how many features are kept.
-SETTINGS = {"category": (10.0, 5000), "urgency": (30.0, 2000)}
+SETTINGS = {"category": (30.0, 20000), "urgency": (30.0, 2000)}
 MIN_MESSAGES = 2  # a feature seen in fewer messages is noise
 # How many words of text make a rule point weigh 1 log-probability (rules.model.rule_point_weight).
 CATEGORY_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)

@@ -260,7 +260,9 @@ def test_an_operator_file_extends_and_removes(tmp_path: Path) -> None:
     rules_file.write_text('[category.vandalism]\nstrong = ["omgekieperd"]\nremove = ["graffiti"]\n')
     classifier = Classifier(parse_config(config_data()).directory(), load_rules(rules_file))
     assert classify(classifier, "Tuin", "Alle kabouters omgekieperd.").category == "vandalism"
-    assert classify(classifier, "Muur", "Er is graffiti gespoten.").category != "vandalism"
+    removed = classify(classifier, "Melding", "Er is graffiti gespoten.")  # neither rules nor model see it
+    assert removed.category != "vandalism"
+    assert not any("graffiti" in line for line in removed.explanation)
 
 
 @pytest.mark.parametrize(
