@@ -27,7 +27,6 @@ from rules.model import (
     TextModel,
     explain,
     features_of,
-    rule_point_weight,
     weigh_category,
     weigh_urgency,
     with_category,
@@ -285,9 +284,8 @@ class Classifier:
             sure = model.blend.get("category_sure", 0.0)
             explanation.append(f"{line}; not sure enough (below {sure:.0%}) where the rules found nothing: other")
         else:
-            weight = rule_point_weight(model.blend, words)
             explanation.append(f"{line}; {'the rules agree' if named == ruled else f'the rules said {ruled}'}"
-                               f" (a rule point weighs {weight:.2f} in {words} words)")
+                               f" (a rule point weighs {weighed.point_weight:.2f} in {words} words)")
         return weighed.label
 
     def _blend_urgency(self, model: TextModel, counts: Features, ruled: str, explanation: list[str]) -> str:

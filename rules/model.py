@@ -176,6 +176,7 @@ class Weighed:
     probabilities: dict[str, float]
     vector: Vector  # what the model weighed (for ``LinearModel.evidence``)
     unsure: bool = False  # the model named a category where the rules found none, but not surely enough
+    point_weight: float = 0.0  # what one rule point added (the category's ``rule_point_weight``)
 
 
 def rule_point_weight(blend: dict[str, float], words: int) -> float:
@@ -205,8 +206,8 @@ def weigh_category(model: LinearModel, counts: Features, points: dict[str, float
 
     best = max(model.labels, key=combined)
     if ruled == "other" and best != ruled and not operator and probabilities[best] < blend.get("category_sure", 0.0):
-        return Weighed("other", probabilities, vector, unsure=True)
-    return Weighed(best, probabilities, vector)
+        return Weighed("other", probabilities, vector, unsure=True, point_weight=per_point)
+    return Weighed(best, probabilities, vector, point_weight=per_point)
 
 
 def weigh_urgency(model: LinearModel, counts: Features, ruled: str, bonus: float) -> Weighed:

@@ -170,10 +170,9 @@ def _part_of_a_longer_name(place: Place, folded: str, hit: Hit[Place]) -> bool:
     own name holds a hyphen ("Rosmalen-Noord") is matched whole, so its parts never get here."""
     if place.kind != "name":
         return False
-    before = folded[hit.start - 2 : hit.start] if hit.start >= 2 else ""
-    after = folded[hit.end : hit.end + 2]
-    return (len(after) == 2 and after[0] == "-" and after[1].isalpha()) or \
-        (len(before) == 2 and before[1] == "-" and before[0].isalpha())
+    joined_after = folded.startswith("-", hit.end) and folded[hit.end + 1 : hit.end + 2].isalpha()
+    joined_before = hit.start >= 2 and folded[hit.start - 1] == "-" and folded[hit.start - 2].isalpha()
+    return joined_after or joined_before
 
 
 def _outermost(hits: list[Hit[Place]]) -> list[Hit[Place]]:
