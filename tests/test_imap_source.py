@@ -59,7 +59,9 @@ def ingest_until(source: ImapSource, done: Callable[[], bool], seconds: float = 
     wake = threading.Event()
     deadline = time.monotonic() + seconds
     while not done():
-        assert time.monotonic() < deadline, "ingest did not finish in time"
+        assert time.monotonic() < deadline, (
+            f"ingest did not finish in time (last uid {source._last_uid}, last error {source.last_error})"
+        )
         source.run_once()
         source.wait_for_mail(0.2, wake)
 
@@ -123,6 +125,25 @@ def test_crash_between_commit_and_move_moves_without_storing_twice(
     assert folder_count(imap_account) == 0
     assert folder_count(imap_account, PROCESSED) == 12
     assert_exactly_once(sessions, delivered)
+
+
+def test_mail_left_below_the_last_uid_is_taken_in_the_next_pass_of_a_live_connection(
+    imap_account: ImapAccount, sessions: sessionmaker[Session], clock: FrozenClock
+) -> None:
+    """Whatever left mail behind below the last UID, the next pass (not only a reconnect) takes it."""
+    first, later = varied_messages(8, seed=21)[:3], varied_messages(8, seed=21)[3:]
+    server = imap_account.server
+    server.deliver_many(imap_account.username, first)
+    source = make_source(imap_account, sessions, clock)
+    assert source.run_once() == 3
+    assert source.run_once() == 0  # a quiet pass on the same connection
+    server.deliver_many(imap_account.username, later)
+    # As if those UIDs had been handled without leaving the inbox (a move that did not happen).
+    source._last_uid += 100
+    assert source.run_once() == 5
+    assert folder_count(imap_account) == 0
+    assert_exactly_once(sessions, first + later)
+    source.close()
 
 
 def test_uidvalidity_change_rereads_without_duplicates(

@@ -68,7 +68,6 @@ class ImapSource:
         self._capabilities: frozenset[bytes] = frozenset()
         self._uidvalidity = 0
         self._last_uid = 0
-        self._recheck_below_last = True
         self._retry_at: float | None = None
         self._stored = 0
         self._backlog = False  # the last pass stopped before the inbox was empty
@@ -136,7 +135,6 @@ class ImapSource:
             client.shutdown()
             raise
         self._client = client
-        self._recheck_below_last = True
         self._load_state(int(status[b"UIDVALIDITY"]))
         log.info("%s: connected (uidvalidity %s, last uid %s)", self.label, self._uidvalidity, self._last_uid)
 
@@ -185,8 +183,10 @@ class ImapSource:
         """Store and move what is new; search again until nothing is left (bounded per pass)."""
         assert self._client is not None
         self._client.noop()  # Dovecot shows mail from other sessions on NOOP, not on SEARCH
-        if self._recheck_below_last and self._last_uid > 0:
-            self._recheck_below_last = False
+        if self._last_uid > 0:
+            # Anything still here below the last UID (stored before a crash but not moved,
+            # missing from a FETCH, shown late by the server) is taken again: one SEARCH,
+            # normally empty, and storing is idempotent.
             self._process(self._search(1, self._last_uid))
         self._backlog = False
         for _ in range(MAX_ROUNDS_PER_PASS):
@@ -239,10 +239,9 @@ class ImapSource:
         for uid in uids:
             raw = response.get(uid, {}).get(b"BODY[]")
             if raw is None:
-                # Expunged by someone else, or not delivered in this response: look
-                # below the last UID again next pass so it cannot be left behind.
+                # Expunged by someone else, or not delivered in this response: the next
+                # pass looks below the last UID again, so it cannot be left behind.
                 log.info("%s: uid %s missing from FETCH; rechecking next pass", self.label, uid)
-                self._recheck_below_last = True
                 continue
             batch.append((bytes(raw), f"{self._uidvalidity}:{uid}"))
             present.append(uid)
