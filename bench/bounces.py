@@ -15,8 +15,9 @@ measured on its own:
 - delays recognised: a labelled delay recognised as a delay (a soft failure);
 - delays called a hard bounce: would count against a member (must be 0);
 - auto-replies recognised: a labelled auto-reply that is no bounce and that
-  ``rules.automatic`` calls automatic (flufl.bounce has no such notion);
-- human mail called a bounce or delay (must be 0).
+  ``rules.automatic.set_aside_reason`` sets aside, as routing does for an
+  unknown sender's mail (flufl.bounce has no such notion);
+- human mail called a bounce or delay (must be 0), or set aside as automatic (dropped unread).
 
 ``--verbose`` lists the tuning part's mismatches; held-out mismatches only
 with ``--show-heldout`` as well, once tuning is done. Exits 0 when the
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from flufl.bounce import all_failures
 
 from mail.message import parse_mail
-from rules.automatic import auto_reply_reason
+from rules.automatic import set_aside_reason
 from rules.bounces import detect_bounce
 
 CORPUS = ROOT / "tests" / "corpus" / "bounces"
@@ -97,7 +98,7 @@ def binrelay(sample: Sample) -> Verdict:
     bounce = detect_bounce(mail, NETWORK)
     if bounce is not None:
         return Verdict("bounce" if bounce.permanent else "delay", frozenset(bounce.recipients))
-    return Verdict("auto_reply") if auto_reply_reason(mail) else Verdict("none")
+    return Verdict("auto_reply") if set_aside_reason(mail, known_sender=False) else Verdict("none")
 
 
 def flufl(sample: Sample) -> Verdict:

@@ -15,6 +15,8 @@ import re
 from mail.message import ParsedMail
 
 _PRECEDENCE_AUTO = frozenset({"auto_reply", "bulk", "junk"})
+# What a mailing list or a newsletter puts on its posts (RFC 2369, RFC 2919; X-Mailing-List of old lists).
+_LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "X-Mailing-List")
 # Only the start of the text is read: a responder speaks first, a quoted original follows.
 _SCAN_CHARS = 4_000
 
@@ -67,16 +69,50 @@ _QUOTED_LINE = re.compile(r"^[ \t]*>.*$", re.MULTILINE)
 
 
 def auto_reply_reason(mail: ParsedMail) -> str | None:
-    """Why this is an automatic message (headers, subject tag or a responder's own words), or None.
+    """Why this is an automatic message (headers, subject tag or a responder's own words), or None:
+    what decides whether binrelay may answer it, where any doubt means no.
 
     ``Precedence: list`` is NOT an auto-reply: mailing lists carry human
     messages (a municipality newsletter, a neighbourhood list) that a
     coordinator should see. ``bulk`` and ``junk`` are what vacation programs
     set on their replies (RFC 3834 section 3.1.8 asks responders to honour
-    them), so they count. The rules engine adds its own list of subject starts.
+    them), so they count here; whether such a message is set aside unread is
+    ``set_aside_reason``'s stricter question. The rules engine adds its own
+    list of subject starts.
     """
-    return (_header_reason(mail) or challenge_reason(mail) or _subject_reason(mail.subject)
-            or _robot_reason(mail))
+    return _clear_reason(mail) or _precedence_reason(mail)
+
+
+def set_aside_reason(mail: ParsedMail, *, known_sender: bool) -> str | None:
+    """Why binrelay sets this message aside unread as an auto-reply, or None (it is read as a report).
+
+    A clear sign (RFC 3834's ``Auto-Submitted``, a responder's header or subject
+    tag, a challenge, a list robot) always is one. ``Precedence: bulk`` or
+    ``junk`` alone is not enough from a member or partner (their newsletter), nor
+    on a mailing list's post or a newsletter (``List-Id``, ``List-Post``,
+    ``List-Unsubscribe``, ``X-Mailing-List``): lists and mass mailers set it on
+    people's words, and a report dropped unread is lost, while a vacation notice
+    held for a coordinator costs one glance.
+    """
+    clear = _clear_reason(mail)
+    if clear or known_sender or _is_list_post(mail):
+        return clear
+    return _precedence_reason(mail)
+
+
+def _clear_reason(mail: ParsedMail) -> str | None:
+    return _header_reason(mail) or challenge_reason(mail) or _subject_reason(mail.subject) or _robot_reason(mail)
+
+
+def _precedence_reason(mail: ParsedMail) -> str | None:
+    value = mail.header("Precedence")
+    if value is not None and value.strip().lower() in _PRECEDENCE_AUTO:
+        return f"header Precedence: {value}"
+    return None
+
+
+def _is_list_post(mail: ParsedMail) -> bool:
+    return any(mail.header(name) is not None for name in _LIST_HEADERS)
 
 
 def challenge_reason(mail: ParsedMail) -> str | None:
@@ -104,9 +140,6 @@ def _header_reason(mail: ParsedMail) -> str | None:
         value = mail.header(name)
         if value is not None and value.strip().lower() not in ("no", "false", "0"):
             return f"header {name}: {value}"
-    value = mail.header("Precedence")
-    if value is not None and value.strip().lower() in _PRECEDENCE_AUTO:
-        return f"header Precedence: {value}"
     value = mail.header("X-Auto-Response-Suppress")
     if value is not None:
         tokens = {token.strip().lower() for token in value.split(",")}

@@ -6,7 +6,6 @@ the coordinator and the operator can see why and change the rule files.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,7 @@ from mail.message import ParsedMail
 from mail.quotes import new_text, own_text
 from mail.text import clean_subject, fold, is_reply_subject
 from rules.addresses import Tag, find_tag
-from rules.automatic import auto_reply_reason, loop_reason
+from rules.automatic import loop_reason, set_aside_reason
 from rules.bounces import detect_bounce
 from rules.commands import CommandReader, first_line
 from rules.context import Readings, Scope, not_now, read, word_count
@@ -39,7 +38,6 @@ MemberLookup = Callable[[str], str | None]
 
 # Who may close a sent alert with AFGEROND (a partner's closing goes through the coordinators).
 AUTHORITATIVE_SOURCES = (*PARTNERS, Source.COORDINATOR)
-_BULK_ONLY = re.compile(r"^header Precedence: (bulk|list)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -218,9 +216,7 @@ class Classifier:
         return self._command_or_report(mail, source, tag, explanation)
 
     def _auto_reply(self, mail: ParsedMail, source: str) -> str | None:
-        reason = auto_reply_reason(mail)
-        if reason and _BULK_ONLY.match(reason) and source != "unknown":
-            reason = None  # a partner's or member's newsletter is a report, not an auto-reply
+        reason = set_aside_reason(mail, known_sender=source != Source.UNKNOWN)
         if reason:
             return reason
         subject = fold(clean_subject(mail.subject)).strip(" [](){}#:")

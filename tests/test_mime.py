@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mail.charsets import decode_bytes
 from mail.html import html_to_text
 from mail.message import MAX_DEPTH, attachment_bytes, leaf_parts, parse_mail
-from rules.automatic import auto_reply_reason, loop_reason
+from rules.automatic import auto_reply_reason, loop_reason, set_aside_reason
 from tests.mailgen import SHAPES, message, varied_messages
 
 DATA = Path(__file__).parent / "data" / "mime"
@@ -481,6 +481,22 @@ def test_auto_reply_headers(header: str) -> None:
 def test_not_auto_replies(header: str) -> None:
     mail = parse_mail(crlf(f"From: a@example.net\nSubject: Out of office?\n{header}\n\nGewoon bericht."))
     assert auto_reply_reason(mail) is None
+
+
+@pytest.mark.parametrize(("headers", "known_sender", "set_aside"), [
+    ("Precedence: bulk", False, True),  # an old vacation program's notice
+    ("Precedence: junk", False, True),
+    ("Precedence: bulk", True, False),  # a member's or partner's newsletter
+    ("Precedence: bulk\nList-Id: Wijklijst <wijk.lists.example.net>", False, False),  # a list post
+    ("Precedence: bulk\nX-Mailing-List: linux-kernel@vger.example.org", False, False),
+    ("Precedence: bulk\nList-Unsubscribe: <mailto:leave@example.net>", False, False),  # a newsletter
+    ("Auto-Submitted: auto-replied\nList-Id: Wijklijst <wijk.lists.example.net>", False, True),
+    ("Auto-Submitted: auto-replied", True, True),
+])
+def test_what_is_set_aside_unread(headers: str, known_sender: bool, set_aside: bool) -> None:
+    mail = parse_mail(crlf(f"From: a@example.net\nSubject: Inbraak Kastanjelaan\n{headers}\n\nVannacht ingebroken."))
+    assert (set_aside_reason(mail, known_sender=known_sender) is not None) is set_aside
+    assert auto_reply_reason(mail) is not None  # never answered, whatever is read
 
 
 def test_auto_reply_reason_example_text() -> None:

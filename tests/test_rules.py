@@ -177,6 +177,12 @@ def test_kinds(classifier: Classifier) -> None:
     newsletter = classify(classifier, "Nieuwsbrief", "Tips tegen inbraak", sender="a@politie.nl",
                           Precedence="bulk")
     assert newsletter.kind == "report"  # a partner's newsletter is not an auto-reply
+    list_post = classify(classifier, "Inbraak Kastanjelaan", "Vannacht is bij ons ingebroken.",
+                         sender="iemand@example.net", Precedence="bulk", **{"List-Id": "Wijklijst <w.example.net>"})
+    assert list_post.kind == "report"  # a mailing list's post is someone's words, not a responder's
+    vacation = classify(classifier, "Away from my mail", "I am away until Monday.", sender="iemand@example.net",
+                        Precedence="bulk")
+    assert vacation.kind == "auto_reply"
 
 
 @pytest.mark.parametrize(
