@@ -81,6 +81,7 @@ class Context:
         self._starts = [clause.start for clause in self.clauses]
         self._words = [(match.start(), match.end(), match.group()) for match in _WORD.finditer(folded)]
         self._word_starts = [start for start, _end, _word in self._words]
+        self._negator_starts = [start for start, _end, word in self._words if word in vocabulary.negators]
 
     def clause_at(self, position: int) -> Clause | None:
         index = bisect.bisect_right(self._starts, position) - 1
@@ -96,6 +97,9 @@ class Context:
         """The negator governing the word at ``position``, if one stands within the window in its clause."""
         clause = self.clause_at(position)
         floor = clause.start if clause is not None else 0
+        nearest = bisect.bisect_left(self._negator_starts, position) - 1
+        if nearest < 0 or self._negator_starts[nearest] < floor:
+            return None  # no negator earlier in this clause: nothing to walk back to
         index = bisect.bisect_left(self._word_starts, position) - 1
         counted = 0
         while index >= 0 and counted < self.vocabulary.negation_window:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -51,8 +52,8 @@ def features_of(readings: Readings, subject_weight: float = 2.0, ignored: frozen
     """``features`` of a message already read (``rules.context.read``)."""
     found: Features = {}
     for context, weight in ((readings.subject, subject_weight), (readings.body, 1.0)):
-        for feature in _zone_features(context.text, context, ignored):
-            found[feature] = found.get(feature, 0.0) + weight
+        for feature, count in Counter(_zone_features(context.text, context, ignored)).items():
+            found[feature] = found.get(feature, 0.0) + weight * count
     return found
 
 
@@ -83,6 +84,7 @@ def _zone_features(folded: str, context: Context, ignored: frozenset[str]) -> li
     return found
 
 
+@lru_cache(maxsize=64)  # a handful of scope combinations, asked for every word
 def _scope_mark(scopes: frozenset[Scope]) -> str | None:
     scope = not_now(scopes)
     if scope is not None:
@@ -148,7 +150,7 @@ class LinearModel:
         pushes = vector.values * self.weights[vector.rows, self.labels.index(label)]
         positive: list[tuple[str, float]] = []
         readable: list[tuple[str, float]] = []
-        for k in np.argsort(-pushes, kind="stable"):  # stable: ties keep the message's order
+        for k in np.argsort(-pushes, kind="stable"):  # stable: ties keep the model file's order
             if pushes[k] <= 0 or len(readable) >= shown:
                 break
             item = (self.names[vector.rows[k]], float(pushes[k]))
@@ -159,7 +161,8 @@ class LinearModel:
 
     def vector(self, counts: Features) -> Vector:
         """Sublinear TF times IDF, l2-normalised, over the features the model knows."""
-        known = [(self.rows[name], count) for name, count in counts.items() if name in self.rows]
+        # Most of a text's letter groups are not in the model: intersect the keys first (in C).
+        known = sorted((self.rows[name], counts[name]) for name in counts.keys() & self.rows.keys())
         rows = np.array([row for row, _ in known], dtype=np.intp)
         values = (1.0 + np.log(np.array([count for _, count in known], dtype=float))) * self.idf[rows]
         norm = float(np.sqrt(values @ values)) or 1.0
