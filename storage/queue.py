@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.db import rowcount
@@ -141,16 +141,15 @@ def duplicate_candidates(session: Session, *, heads_of_kinds: Sequence[str], cat
                          since: datetime, limit: int) -> list[DuplicateCandidate]:
     """The newest reports (at most ``limit``) of ``category`` in one of ``wards`` since ``since`` whose
     item is still pending or approved: read from the duplicate index, never the whole queue."""
-    head = aliased(QueueItem)
     newest = (
         select(DuplicateKey.head_id, DuplicateKey.message_id)
-        .join(head, head.id == DuplicateKey.head_id)
+        .join(QueueItem, QueueItem.id == DuplicateKey.head_id)  # the head: no alias, so the statement is cached
         .where(
             DuplicateKey.category == category,
             DuplicateKey.ward.in_(list(wards)),
             DuplicateKey.created_at >= since,
-            head.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
-            head.kind.in_(list(heads_of_kinds)),
+            QueueItem.status.in_((ItemStatus.PENDING, ItemStatus.APPROVED)),
+            QueueItem.kind.in_(list(heads_of_kinds)),
         )
         .order_by(DuplicateKey.created_at.desc(), DuplicateKey.id.desc())
         .limit(limit)
