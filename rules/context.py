@@ -16,6 +16,7 @@ import bisect
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import NamedTuple
 
 from mail.text import fold
@@ -196,10 +197,19 @@ def _first_words(text: str, count: int) -> str:
 
 
 def _starts_with(head: str, starts: tuple[str, ...]) -> str | None:
-    for start in starts:
-        if head == start or head.startswith(start + " "):
-            return start
-    return None
+    """The first of ``starts`` (in their order) that ``head``'s first words are."""
+    order = _order_of(starts)
+    words = head.split(" ")
+    found = [order[prefix] for k in range(1, len(words) + 1) if (prefix := " ".join(words[:k])) in order]
+    return starts[min(found)] if found else None
+
+
+@lru_cache(maxsize=16)  # one per word list of the vocabulary
+def _order_of(phrases: tuple[str, ...]) -> dict[str, int]:
+    order: dict[str, int] = {}
+    for index, phrase in enumerate(phrases):
+        order.setdefault(phrase, index)
+    return order
 
 
 def _contains(text: str, phrases: tuple[str, ...]) -> str | None:
