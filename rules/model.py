@@ -162,9 +162,12 @@ class LinearModel:
     def vector(self, counts: Features) -> Vector:
         """Sublinear TF times IDF, l2-normalised, over the features the model knows."""
         # Most of a text's letter groups are not in the model: intersect the keys first (in C).
-        known = sorted((self.rows[name], counts[name]) for name in counts.keys() & self.rows.keys())
-        rows = np.array([row for row, _ in known], dtype=np.intp)
-        values = (1.0 + np.log(np.array([count for _, count in known], dtype=float))) * self.idf[rows]
+        known = counts.keys() & self.rows.keys()
+        rows = np.fromiter((self.rows[name] for name in known), dtype=np.intp, count=len(known))
+        counted = np.fromiter((counts[name] for name in known), dtype=float, count=len(known))
+        in_model_order = np.argsort(rows)  # a set's order varies from run to run; the model's does not
+        rows, counted = rows[in_model_order], counted[in_model_order]
+        values = (1.0 + np.log(counted)) * self.idf[rows]
         norm = float(np.sqrt(values @ values)) or 1.0
         return Vector(rows, values / norm)
 
