@@ -66,6 +66,9 @@ CATEGORY_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 URGENCY_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # log-probability for the rules' urgency
 SURE = (0.0, 0.3, 0.4, 0.5, 0.6)  # how sure the model must be to name a category where the rules found none
 POINTS_CAP = 20.0
+# Cross-validated counts closer than this share of the examples (two in a thousand) are a tie: a few
+# messages more or fewer is what another shuffle of the folds moves.
+TIE = 0.002
 WEIGHT_DECIMALS = 4
 
 
@@ -202,14 +205,15 @@ def cross_validate(tune: list[Example], invented: list[Example], classifier: Cla
             for weight in CATEGORY_WEIGHTS:
                 category_right[corpus_of[i]][weight] += blended_category(model, everything[i], weight) == \
                     everything[i].category
-    chosen = best({w: category_right["real"][w] + category_right["invented"][w] for w in CATEGORY_WEIGHTS})
+    chosen = best({w: category_right["real"][w] + category_right["invented"][w] for w in CATEGORY_WEIGHTS},
+                  len(everything))
     sure_right = {corpus: dict.fromkeys(SURE, 0) for corpus in ("real", "invented")}
     for model, _urgency_model, tests in held:
         for i in tests:
             for sure in SURE:
                 sure_right[corpus_of[i]][sure] += blended_category(model, everything[i], chosen, sure) == \
                     everything[i].category
-    sure_chosen = best({s: sure_right["real"][s] + sure_right["invented"][s] for s in SURE})
+    sure_chosen = best({s: sure_right["real"][s] + sure_right["invented"][s] for s in SURE}, len(everything))
     urgency_right = {corpus: dict.fromkeys(URGENCY_WEIGHTS, 0) for corpus in ("real", "invented")}
     for category_model, urgency_model, tests in held:
         for i in tests:
@@ -227,11 +231,13 @@ def cross_validate(tune: list[Example], invented: list[Example], classifier: Cla
                                     ("urgency", urgency_right))}
 
 
-def best(right: dict[float, int]) -> float:
-    """The largest weight of the rules whose count of right answers is within one of the best: where the
-    data cannot tell them apart, the rules (which an operator can read and change) keep their say."""
+def best(right: dict[float, int], examples: int) -> float:
+    """The largest weight of the rules (or the most caution) whose count of right answers is within
+    ``TIE`` of the best: where the data cannot tell them apart, the rules (which an operator can read
+    and change) keep their say, and the model names no category on a weak guess."""
     top = max(right.values())
-    return max(weight for weight, count in right.items() if count >= top - 1)
+    tolerance = max(1, round(examples * TIE))
+    return max(weight for weight, count in right.items() if count >= top - tolerance)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                   "category_words": "words that make a rule point weigh 1"}.get(key, "rule weight")
             print(f"{args.folds}-fold {question} accuracy, {corpus} ({sizes[corpus]}), by {by}: {shown}")
         blend[key] = best({w: round(sum(accuracy[question][c][w] * sizes[c] for c in sizes))
-                           for w in accuracy[question]["real"]})
+                           for w in accuracy[question]["real"]}, sum(sizes.values()))
     print(f"chosen: {blend}")
     if args.check:
         return 0
