@@ -1,6 +1,6 @@
 """Evaluate the classifier on the labelled corpora.
 
-    .venv/bin/python bench/classify_eval.py [--corpus DIR] [--verbose]
+    .venv/bin/python bench/classify_eval.py [--corpus DIR] [--verbose] [--as-of REV ...]
 
 Without ``--corpus`` both corpora are measured: the invented one
 (``tests/corpus``) and the real-text one (``tests/corpus/real``), the latter
@@ -22,6 +22,9 @@ and for new text the held-out part's. Beside each corpus's figures, the same
 messages with the rules alone ("the rules alone (no model)"); for the held-out
 part also its figures without the messages whose page also backs a tuning
 message (the stricter figure: those share facts and words with the training).
+``--as-of REV ...`` adds the held-out figures on the reports the corpus already
+had at those git revisions: the held-out part grows with the corpus, and these
+follow the same messages from one round of new material to the next.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -164,6 +168,22 @@ def _page(url: str) -> str:
     return url.split("://", 1)[-1].removeprefix("www.").rstrip("/")
 
 
+def print_as_of(evaluation: Evaluation, corpus: Path, revisions: list[str]) -> None:
+    """The same figures on the held-out reports the corpus already had at each git revision: as the
+    corpus grows its held-out part grows too, and these follow the same messages from round to round."""
+    for revision in revisions:
+        shown = subprocess.run(["git", "show", f"{revision}:{(corpus / 'labels.jsonl').relative_to(ROOT)}"],
+                               capture_output=True, text=True, cwd=ROOT, check=False)
+        if shown.returncode != 0:
+            print(f"as of {revision}: no labels there ({shown.stderr.strip()})")
+            continue
+        then = {json.loads(line)["file"] for line in shown.stdout.splitlines() if line.strip()}
+        chosen = [o for o in evaluation.outcomes if o.file in then and o.expected["kind"] == "report"]
+        figures = "  ".join(f"{name} {percent(sum(name not in o.mismatches() for o in chosen), len(chosen))}"
+                            for name in REPORT_FIELDS)
+        print(f"held-out reports already labelled at {revision} ({len(chosen)}): {figures}")
+
+
 def print_confusion(evaluation: Evaluation) -> None:
     """Rows: the label; columns: what the classifier said (reports only)."""
     pairs = Counter(
@@ -232,7 +252,7 @@ INVENTED = ROOT / "tests" / "corpus"
 REAL = INVENTED / "real"
 
 
-def report(title: str, corpus: Path, part: str | None, verbose: bool) -> Evaluation:
+def report(title: str, corpus: Path, part: str | None, verbose: bool, as_of: list[str] | None = None) -> Evaluation:
     evaluation = evaluate(corpus, part)
     print(f"\n=== {title}: {corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus}"
           + (f", part {part}" if part else ""))
@@ -243,6 +263,7 @@ def report(title: str, corpus: Path, part: str | None, verbose: bool) -> Evaluat
         print_rules_alone(evaluate(corpus, part, rules_only=True))
     if part == "heldout":
         print_unshared(evaluation, corpus)
+        print_as_of(evaluation, corpus, as_of or [])
     print_confusion(evaluation)
     if (corpus / "safeguards.jsonl").exists() and part is None:
         print_safeguards(corpus)
@@ -257,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="list every mismatch (not the held-out part's)")
     parser.add_argument("--show-heldout", action="store_true",
                         help="with --verbose, list the held-out part's mismatches too (only after tuning)")
+    parser.add_argument("--as-of", nargs="+", default=[], metavar="REV",
+                        help="also the held-out reports the real-text corpus had at these git revisions")
     parser.add_argument("--tuning", action="store_true",
                         help="while tuning: the invented corpus and the tuning part only, no held-out figures")
     args = parser.parse_args(argv)
@@ -271,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     report("real-text corpus, tuning part (the model trained on it)", REAL, "tune", args.verbose)
     if not args.tuning:
         report("real-text corpus, held-out part (never tuned on)", REAL, "heldout",
-               args.verbose and args.show_heldout)
+               args.verbose and args.show_heldout, args.as_of)
     return 0
 
 
